@@ -1,0 +1,28 @@
+# `make install` builds .venv/ with the pinned dependencies; `make test` runs the suite.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+
+.PHONY: install test bench vectors clean
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps -e .
+	touch $@
+
+install: $(VENV)/.installed
+
+test: install
+	@# pytest exits 5 when it collects no tests: not a failure
+	$(PY) -m pytest -q; rc=$$?; if [ $$rc -eq 5 ]; then echo 'no tests collected'; exit 0; fi; exit $$rc
+
+bench: install
+	$(PY) bench/mask.py
+
+vectors: install
+	$(PY) -m tools.vectors
+
+clean:
+	rm -rf $(VENV) build bench-out .pytest_cache .hypothesis
