@@ -23,10 +23,17 @@ def keystream_words(seed: bytes, start: int, count: int) -> np.ndarray:
         return np.empty(0, dtype="<u4")
     block, skip = divmod(start, _BLOCK_WORDS)
     nblocks = (skip + count + _BLOCK_WORDS - 1) // _BLOCK_WORDS
-    iv = block.to_bytes(8, "little") + bytes(8)
-    enc = Cipher(algorithms.ChaCha20(seed, iv), mode=None).encryptor()
-    stream = enc.update(bytes(64 * nblocks))
+    # OpenSSL's counter is 32 bits wide; rand_chacha's is 64: split at the carry.
+    first = min(nblocks, (1 << 32) - (block & 0xFFFFFFFF))
+    stream = _blocks(seed, block, first)
+    if first < nblocks:
+        stream += _blocks(seed, block + first, nblocks - first)
     return np.frombuffer(stream, dtype="<u4")[skip:skip + count]
+
+
+def _blocks(seed: bytes, block: int, nblocks: int) -> bytes:
+    iv = block.to_bytes(8, "little") + bytes(8)
+    return Cipher(algorithms.ChaCha20(seed, iv), mode=None).encryptor().update(bytes(64 * nblocks))
 
 
 class ChaCha20Rng:
