@@ -100,13 +100,17 @@ def fixed_array(weights: np.ndarray, scalar: Fraction, config: MaskConfig):
 
 def _fixed_mcu(weights: np.ndarray, scalar: Fraction, config: MaskConfig) -> np.ndarray:
     with np.errstate(over="ignore"):
-        x = np.float32(float(scalar)) * weights.astype(np.float32, copy=False)
-    x = np.where(np.abs(x) < np.finfo(np.float32).tiny, np.float32(0), x)
-    bound = float(config.add_shift)
-    x = np.clip(x.astype(np.float64), -bound, bound)
+        x = weights.astype(np.float32, copy=False) * np.float32(float(scalar))
+    scaled = x.astype(np.float64)
+    scaled[np.abs(x) < np.finfo(np.float32).tiny] = 0.0  # subnormals count as zero
     shift = 1 << config.fraction_bits
-    v = np.floor(x * shift).astype(np.int64) + int(config.add_shift) * shift
-    return np.minimum(v, _mcu_cap(config)).astype(np.uint64)
+    scaled *= float(shift)  # exact: a power of two
+    limit = float(config.add_shift) * shift
+    np.clip(scaled, -limit, limit, out=scaled)
+    np.floor(scaled, out=scaled)
+    v = scaled.astype(np.int64) + int(limit)
+    np.minimum(v, _mcu_cap(config), out=v)
+    return v.view(np.uint64)
 
 
 def _fixed_limbs(weights: np.ndarray, scalar: Fraction, config: MaskConfig) -> np.ndarray:

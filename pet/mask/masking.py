@@ -34,6 +34,8 @@ def _add(config: MaskConfig, a, b):
     if uses_array(config):
         if order == 1 << 64:
             return a + b  # uint64 wraps around: addition mod 2^64
+        if order == 1 << 32:
+            return (a + b) & np.uint64(0xFFFFFFFF)
         s = a + b
         return np.where(s >= np.uint64(order), s - np.uint64(order), s)
     return [(x + y) % order for x, y in zip(a, b)]
@@ -206,5 +208,4 @@ def unmask(aggregate: MaskObject, mask: MaskObject, nb_models: int) -> np.ndarra
     return centred.astype(np.float64) / float(cfg.exp_shift * total)
 
 
-__all__ = ["AggregationError", "UnmaskError", "MaskingError", "Aggregation", "derive_mask",
-           "mask_model", "aggregate_masks", "unmask", "unmask_exact", "scalar_sum"]
+

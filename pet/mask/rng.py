@@ -99,9 +99,8 @@ class ChaCha20Rng:
             words = self.take_words(draws * per_draw)
             if per_draw == 1:
                 cand = words.astype(np.uint64)
-            else:
-                pairs = words.reshape(draws, 2).astype(np.uint64)
-                cand = pairs[:, 0] | (pairs[:, 1] << np.uint64(32))
+            else:  # two little-endian words are one little-endian u64
+                cand = np.ascontiguousarray(words).view("<u8").astype(np.uint64)
             cand &= mask
             hits = np.flatnonzero(cand < np.uint64(max_value))
             if len(hits) > want:
