@@ -1,0 +1,8 @@
+"""The CPython reference participant: tests, the fleet simulator and Linux boards use it."""
+
+from pet.participant.participant import Participant, Phase, Settings
+from pet.participant.store import MemoryStore, StateStore
+from pet.participant.transport import ACCEPTED, HttpTransport, Transport, TransportError, Verdict
+
+__all__ = ["Participant", "Phase", "Settings", "MemoryStore", "StateStore", "ACCEPTED",
+           "HttpTransport", "Transport", "TransportError", "Verdict"]
