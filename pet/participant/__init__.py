@@ -2,7 +2,8 @@
 
 from pet.participant.participant import Participant, Phase, Settings
 from pet.participant.store import MemoryStore, StateStore
-from pet.participant.transport import ACCEPTED, HttpTransport, Transport, TransportError, Verdict
+from pet.participant.transport import HttpTransport, Transport, TransportError
+from pet.verdict import ACCEPTED, Verdict
 
 __all__ = ["Participant", "Phase", "Settings", "MemoryStore", "StateStore", "ACCEPTED",
            "HttpTransport", "Transport", "TransportError", "Verdict"]

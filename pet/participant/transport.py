@@ -9,36 +9,18 @@ retries later.
 from __future__ import annotations
 
 import base64
-import json
 import urllib.error
 import urllib.parse
 import urllib.request
-from dataclasses import dataclass
 from typing import Protocol
 
 from pet.errors import DecodeError
+from pet.verdict import ACCEPTED, Verdict
 from pet.wire import Model, RoundParameters, SumDict, UpdateSeedDict
 
 
 class TransportError(Exception):
     """The coordinator could not be reached or answered something unusable."""
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """The coordinator's answer to one message (docs/protocol.md section 5)."""
-
-    accepted: bool
-    reason: str = ""
-    detail: str = ""
-
-    @property
-    def already_done(self) -> bool:
-        """A resend of something the coordinator already has: as good as accepted."""
-        return self.reason == "duplicate"
-
-
-ACCEPTED = Verdict(True)
 
 
 class Transport(Protocol):
@@ -100,9 +82,5 @@ class HttpTransport:
         if 200 <= status < 300:
             return ACCEPTED
         if 400 <= status < 500:
-            try:
-                answer = json.loads(body)
-                return Verdict(False, str(answer.get("reason", "")), str(answer.get("detail", "")))
-            except (ValueError, AttributeError):
-                return Verdict(False, f"http_{status}", body[:200].decode(errors="replace"))
+            return Verdict.from_json(body)
         raise TransportError(f"POST /message: HTTP {status}")
