@@ -1,0 +1,242 @@
+"""The coordinator over real HTTP with reference participants: rounds, verdicts, failures, restarts."""
+
+import base64
+import json
+import threading
+import urllib.error
+import urllib.request
+
+import numpy as np
+import pytest
+
+from coordinator.store.sqlite import SQLiteStore
+from pet import crypto
+from pet.crypto import SigningKeyPair
+from pet.mask import mask_model
+from pet.participant import HttpTransport, Phase
+from pet.sortition import Task, select_task
+from pet.wire import LocalSeedDict, Message, RoundParameters, Sum, Update
+from tests.coordinator_harness import RunningCoordinator, drive, fast_settings, make_fleet
+
+
+def post(url, body: bytes, headers=None):
+    req = urllib.request.Request(url + "/message", data=body, method="POST", headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def get(url, path):
+    try:
+        with urllib.request.urlopen(url + path, timeout=10) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def weighted_average(fleet, seed):
+    apps = [app for _, app in fleet if seed in app.given]
+    total = sum(app.scalar for app in apps)
+    return sum(app.scalar * app.given[seed].astype(np.float64) for app in apps) / total, len(apps)
+
+
+def model_of(url):
+    status, body = get(url, "/model?format=f32")
+    assert status == 200
+    round_id = int.from_bytes(body[:8], "little")
+    n = int.from_bytes(body[8:12], "little")
+    return round_id, np.frombuffer(body[12:], dtype="<f4", count=n)
+
+
+@pytest.fixture
+def coordinator():
+    with RunningCoordinator(fast_settings()) as c:
+        yield c
+
+
+def test_a_full_round_unmasks_the_weighted_average(coordinator):
+    url = coordinator.url
+    assert get(url, "/model")[0] == 204
+    fleet = make_fleet(url, 12)
+    first_seed = RoundParameters.from_bytes(get(url, "/params")[1]).seed
+    drive(fleet, lambda: coordinator.status()["round_id"] >= 2)
+    want, n_updates = weighted_average(fleet, first_seed)
+    round_id, got = model_of(url)
+    assert round_id == 1
+    assert np.allclose(got, want, atol=1e-5)
+    latest = coordinator.status()["latest_model"]
+    assert latest["updates"] == n_updates >= 3 and latest["sums"] >= 1
+    # XayNet's /model: bincode rationals of the same values
+    status, body = get(url, "/model")
+    from pet.wire import Model
+    assert np.allclose([float(x) for x in Model.from_bytes(body)], want, atol=1e-5)
+
+
+def test_rounds_continue_and_participants_get_the_global_model(coordinator):
+    fleet = make_fleet(coordinator.url, 10)
+    seen = []
+    for p, _ in fleet:
+        p.on_global_model = seen.append
+    drive(fleet, lambda: coordinator.status()["round_id"] >= 3, timeout=60)
+    assert coordinator.status()["latest_model"]["round_id"] == 2
+    assert seen, "participants never received a global model"
+
+
+def _sealed(msg: Message, keys: SigningKeyPair, round_pk: bytes) -> bytes:
+    return crypto.seal(crypto.sign_message(msg.encode(), keys), round_pk)
+
+
+def _key_with_task(params: RoundParameters, task: Task, start=1000):
+    for i in range(start, start + 500):
+        keys = SigningKeyPair.from_seed(i.to_bytes(32, "little"))
+        sel = select_task(keys, params.seed, params.sum, params.update)
+        if sel.task is task:
+            return keys, sel
+    raise AssertionError(f"no {task} key found")
+
+
+def _verdict(status, body):
+    return status, json.loads(body)["reason"] if body else "accepted"
+
+
+def test_every_bad_message_gets_its_reason(coordinator):
+    url = coordinator.url
+    params = RoundParameters.from_bytes(get(url, "/params")[1])
+    pk = params.pk
+    summer, sel = _key_with_task(params, Task.SUM)
+    sum_msg = Message.from_payload(summer.public_key, pk, Sum(sel.sum_signature, bytes(32)))
+
+    assert _verdict(*post(url, b"garbage")) == (400, "undecryptable")
+    assert _verdict(*post(url, crypto.seal(b"x" * 200, pk))) == (400, "malformed")
+    signed = bytearray(crypto.sign_message(sum_msg.encode(), summer))
+    signed[200] ^= 1
+    assert _verdict(*post(url, crypto.seal(bytes(signed), pk))) == (400, "bad_signature")
+    other = Message.from_payload(summer.public_key, bytes(32), Sum(sel.sum_signature, bytes(32)))
+    assert _verdict(*post(url, _sealed(other, summer, pk))) == (400, "wrong_coordinator_pk")
+    updater, usel = _key_with_task(params, Task.UPDATE)
+    cfg = params.mask_config.vect
+    _, masked = mask_model(np.zeros(params.model_length, dtype=np.float32), 1.0, cfg)
+    update = Message.from_payload(updater.public_key, pk, Update(usel.sum_signature, usel.update_signature,
+                                                                   masked, LocalSeedDict()))
+    assert _verdict(*post(url, _sealed(update, updater, pk))) == (409, "wrong_phase")
+    # a Sum from a key that is not a sum participant this round
+    not_summer = Message.from_payload(updater.public_key, pk, Sum(usel.sum_signature, bytes(32)))
+    assert _verdict(*post(url, _sealed(not_summer, updater, pk))) == (403, "not_eligible")
+    assert post(url, _sealed(sum_msg, summer, pk))[0] == 200
+    assert _verdict(*post(url, _sealed(sum_msg, summer, pk))) == (409, "duplicate")
+    too_big = b"x" * (coordinator.settings.api.max_body_bytes + 1)
+    assert _verdict(*post(url, too_big)) == (413, "too_large")
+    counters = coordinator.status()["counters"]
+    assert counters["accepted"] == 1 and counters["rejected"] == 8
+    metrics = get(url, "/metrics")[1].decode()
+    assert 'pet_messages_total{phase="sum",reason="bad_signature",verdict="rejected"} 1.0' in metrics
+
+
+def test_bad_queries():
+    with RunningCoordinator(fast_settings()) as c:
+        assert get(c.url, "/seeds?pk=nonsense")[0] == 400
+        assert get(c.url, "/seeds?pk=" + base64.b64encode(bytes(32)).decode().replace("=", "%3D"))[0] == 204
+        assert get(c.url, "/sums")[0] == 204
+        assert get(c.url, "/model?format=xml")[0] == 400
+        assert get(c.url, "/nothing")[0] == 404
+        status = json.loads(get(c.url, "/status")[1])
+        assert status["phase"] == "sum" and status["round_id"] == 1
+        assert get(c.url, "/healthz") == (200, b"ok\n")
+
+
+def test_token_is_required_when_configured():
+    with RunningCoordinator(fast_settings(**{"api.token": "s3cret"})) as c:
+        assert _verdict(*post(c.url, b"x")) == (401, "unauthorized")
+        assert _verdict(*post(c.url, b"x", {"Authorization": "Bearer wrong"})) == (401, "unauthorized")
+        assert _verdict(*post(c.url, b"x", {"Authorization": "Bearer s3cret"})) == (400, "undecryptable")
+
+
+def test_a_round_without_enough_participants_fails_and_a_new_one_starts():
+    settings = fast_settings(**{"pet.sum.time.max": 0.6})
+    with RunningCoordinator(settings) as c:
+        first = c.status()["round_id"]
+        seed1 = get(c.url, "/params")[1]
+        drive([], lambda: c.status()["round_id"] > first, timeout=10)
+        assert get(c.url, "/params")[1] != seed1   # new keys and seed
+        assert 'pet_rounds_total{outcome="failed"}' in get(c.url, "/metrics")[1].decode()
+
+
+def test_dropout_margin_needs_more_sum_participants():
+    settings = fast_settings(**{"pet.sum.dropout_margin": 2, "pet.sum.time.max": 60})
+    with RunningCoordinator(settings) as c:
+        assert c.status()["needed"] == 3
+
+
+def test_concurrent_updates_all_count():
+    settings = fast_settings(**{"pet.sum.prob": 0.05, "pet.update.prob": 1.0,
+                                "pet.update.time.min": 3, "model.length": 200})
+    with RunningCoordinator(settings) as c:
+        fleet = make_fleet(c.url, 40)
+        for _, app in fleet:
+            app.ready = False
+        drive(fleet, lambda: c.status()["phase"] == "update"
+              and all(p.phase in (Phase.UPDATE, Phase.SUM2) for p, _ in fleet), timeout=30)
+        updaters = [(p, a) for p, a in fleet if p.phase is Phase.UPDATE]
+        for _, app in updaters:
+            app.ready = True
+        threads = [threading.Thread(target=drive, args=([pa], lambda p=pa[0]: p.phase is Phase.AWAITING))
+                   for pa in updaters]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert c.status()["updates"] == len(updaters)
+        seed = updaters[0][0].params.seed
+        drive(fleet, lambda: c.status()["latest_model"] is not None, timeout=30)
+        want, n = weighted_average(fleet, seed)
+        assert n == len(updaters)
+        assert np.allclose(model_of(c.url)[1], want, atol=1e-5)
+
+
+def test_restart_resumes_the_round(tmp_path):
+    db = tmp_path / "coordinator.db"
+    settings = fast_settings(**{"store.path": str(db), "pet.update.time.min": 2, "pet.update.time.max": 60,
+                                "pet.sum.prob": 0.2, "pet.update.prob": 1.0})
+    c = RunningCoordinator(settings)
+    fleet = make_fleet(c.url, 12)
+    for _, app in fleet:
+        app.ready = False
+    drive(fleet, lambda: c.status()["phase"] == "update"
+          and all(p.phase in (Phase.UPDATE, Phase.SUM2) for p, _ in fleet))
+    updaters = [p for p, _ in fleet if p.phase is Phase.UPDATE]
+    first = updaters[:2]
+    for p, app in fleet:
+        app.ready = p in first
+    drive([(p, None) for p in first], lambda: all(p.phase is Phase.AWAITING for p in first))
+    before = c.status()
+    assert before["updates"] == 2
+    c.stop()                                   # the coordinator goes away mid-round
+    c = RunningCoordinator(settings, store=SQLiteStore(db))
+    try:
+        after = c.status()
+        assert (after["round_id"], after["phase"], after["updates"]) == (before["round_id"], "update", 2)
+        for p, app in fleet:
+            p.transport = HttpTransport(c.url)
+            app.ready = True
+        seed = updaters[0].params.seed
+        drive(fleet, lambda: c.status()["latest_model"] is not None, timeout=60)
+        want, n = weighted_average(fleet, seed)
+        assert c.status()["latest_model"]["updates"] == n
+        assert np.allclose(model_of(c.url)[1], want, atol=1e-5)
+    finally:
+        c.stop()
+
+
+def test_mcu_and_xaynet_configs():
+    for name in ("Prime/F32/B0/M3", "W64/F32/b0/m20"):
+        with RunningCoordinator(fast_settings(**{"mask.config": name})) as c:
+            params = RoundParameters.from_bytes(get(c.url, "/params")[1])
+            assert params.mask_config.vect == c.coordinator.config
+            assert params.mask_config.vect.name.startswith(name.split("/")[0])
+            fleet = make_fleet(c.url, 10)
+            drive(fleet, lambda: c.status()["latest_model"] is not None, timeout=30)
+            want, _ = weighted_average(fleet, params.seed)
+            assert np.allclose(model_of(c.url)[1], want, atol=1e-5)
+
