@@ -24,6 +24,7 @@ import numpy as np
 
 from coordinator.metrics import Metrics
 from coordinator.pipeline import Rejected, RoundView, check_phase, check_task, open_message
+from coordinator.ratelog import RateLimitedLog
 from coordinator.store import GlobalModel, RoundState, Store, StoreError
 from pet import crypto
 from pet.crypto import EncryptKeyPair
@@ -65,13 +66,13 @@ class Coordinator:
         self.config = settings.mask.config
         self.length = settings.model.length
         self.windows = {
-            SUM: PhaseWindow(max(pet.sum.count.min, pet.sum2.count.min + pet.sum.dropout_margin),
-                             pet.sum.count.max, pet.sum.time.min, pet.sum.time.max),
+            SUM: PhaseWindow(pet.sum_count_min, pet.sum.count.max, pet.sum.time.min, pet.sum.time.max),
             UPDATE: PhaseWindow(pet.update.count.min, pet.update.count.max,
                                 pet.update.time.min, pet.update.time.max),
             SUM2: PhaseWindow(pet.sum2.count.min, pet.sum2.count.max, pet.sum2.time.min, pet.sum2.time.max),
         }
         self.metrics = Metrics()
+        self.rejections_log = RateLimitedLog(log)
         self.executor = ThreadPoolExecutor(max(1, settings.api.workers), thread_name_prefix="coordinator")
         self._lock = asyncio.Lock()
         self._progress = asyncio.Event()
@@ -336,6 +337,9 @@ class Coordinator:
             self.counters["accepted"] += 1
         else:
             self.counters["discarded" if verdict.reason == "phase_full" else "rejected"] += 1
+            self.rejections_log.warning(verdict.reason, "round %d %s phase: rejected a message (%s): %s",
+                                        self.state.round_id, phase or self.phase, verdict.reason,
+                                        verdict.detail or "-")
         self.metrics.messages.labels(phase=phase or self.phase,
                                      verdict="accepted" if verdict.accepted else "rejected",
                                      reason=verdict.reason or "accepted").inc()

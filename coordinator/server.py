@@ -7,7 +7,7 @@
   GET  /model[?format=f32] the latest global model (204 before the first one)
   GET  /status             the round in JSON
   GET  /metrics            Prometheus text format
-  GET  /healthz            "ok"
+  GET  /health             "ok" (also /healthz)
 """
 
 from __future__ import annotations
@@ -108,7 +108,7 @@ def make_app(coordinator: Coordinator) -> web.Application:
     app.add_routes([
         web.post("/message", post_message), web.get("/params", get_params), web.get("/sums", get_sums),
         web.get("/seeds", get_seeds), web.get("/model", get_model), web.get("/status", get_status),
-        web.get("/metrics", get_metrics), web.get("/healthz", get_health),
+        web.get("/metrics", get_metrics), web.get("/health", get_health), web.get("/healthz", get_health),
     ])
 
     async def lifecycle(app):
@@ -134,11 +134,10 @@ def build(settings, store: Store | None = None, **options) -> web.Application:
 
 def run(settings) -> None:
     """Serve until SIGINT / SIGTERM."""
-    host, _, port = settings.api.bind.rpartition(":")
+    api = settings.api
     app = build(settings)
-    log.info("coordinator listening on http://%s:%s (store: %s)", host, port, settings.store.kind)
-    web.run_app(app, host=host or "127.0.0.1", port=int(port), print=None, access_log=None,
-                handle_signals=True)
+    log.info("coordinator listening on http://%s:%d (store: %s)", api.host, api.port, settings.store.kind)
+    web.run_app(app, host=api.host, port=api.port, print=None, access_log=None, handle_signals=True)
 
 
 __all__ = ["make_app", "build", "run"]

@@ -15,7 +15,7 @@ from pet.crypto import SigningKeyPair
 from pet.mask import mask_model
 from pet.participant import HttpTransport, Phase
 from pet.sortition import Task, select_task
-from pet.wire import LocalSeedDict, Message, RoundParameters, Sum, Update
+from pet.wire import LocalSeedDict, Message, RoundParameters, Sum, Sum2, Update
 from tests.coordinator_harness import RunningCoordinator, drive, fast_settings, make_fleet
 
 
@@ -240,3 +240,111 @@ def test_mcu_and_xaynet_configs():
             want, _ = weighted_average(fleet, params.seed)
             assert np.allclose(model_of(c.url)[1], want, atol=1e-5)
 
+
+
+def _wait_phase(c, phase, timeout=20):
+    drive([], lambda: c.status()["phase"] == phase, timeout=timeout)
+
+
+def test_update_and_sum2_rejections_and_the_round_still_completes():
+    settings = fast_settings(**{"pet.sum.prob": 0.5, "pet.update.prob": 1.0, "pet.update.time.min": 1.5,
+                                "pet.sum.count.min": 1})
+    with RunningCoordinator(settings) as c:
+        url = c.url
+        params = RoundParameters.from_bytes(get(url, "/params")[1])
+        pk, cfg, n = params.pk, params.mask_config.vect, params.model_length
+        a, a_sel = _key_with_task(params, Task.SUM, start=2000)
+        b, b_sel = _key_with_task(params, Task.SUM, start=int.from_bytes(a.seed, "little") + 1)
+        ephm = crypto.EncryptKeyPair.generate()
+        assert post(url, _sealed(Message.from_payload(a.public_key, pk, Sum(a_sel.sum_signature, ephm.public_key)),
+                                 a, pk))[0] == 200
+        _wait_phase(c, "update")
+
+        updaters, start = [], 3000
+        while len(updaters) < 4:
+            keys, sel = _key_with_task(params, Task.UPDATE, start=start)
+            updaters.append((keys, sel))
+            start = int.from_bytes(keys.seed, "little") + 1
+
+        def update_msg(keys, sel, weights, seeds):
+            _, masked = mask_model(weights, 1.0, cfg, seed=bytes(32))
+            return Message.from_payload(keys.public_key, pk, Update(sel.sum_signature, sel.update_signature,
+                                                                     masked, LocalSeedDict(seeds)))
+        zeros = np.zeros(n, dtype=np.float32)
+        seed_box = {a.public_key: crypto.seal(bytes(32), ephm.public_key)}
+        u, usel = updaters[0]
+        assert _verdict(*post(url, _sealed(update_msg(u, usel, zeros, {}), u, pk))) == (400, "seed_dict_mismatch")
+        assert _verdict(*post(url, _sealed(update_msg(u, usel, zeros, {bytes(32): bytes(80)}), u, pk))) == \
+            (403, "unknown_sum_participant")
+        short = update_msg(u, usel, np.zeros(n - 1, dtype=np.float32), seed_box)
+        assert _verdict(*post(url, _sealed(short, u, pk))) == (400, "bad_mask")
+        # two different chunk 0s of one multipart message
+        from pet.multipart import encode_messages
+        full = update_msg(u, usel, zeros, seed_box)
+        chunks = encode_messages(u.public_key, pk, full.payload, 100, message_id=7)
+        assert post(url, _sealed(chunks[0], u, pk))[0] == 200
+        chunks[1].payload.id = 0
+        assert _verdict(*post(url, _sealed(chunks[1], u, pk))) == (400, "multipart")
+        # a flood of chunks that never finish leaves the coordinator serving
+        for i in range(50):
+            junk = encode_messages(u.public_key, pk, full.payload, 100, message_id=100 + i)[0]
+            assert post(url, _sealed(junk, u, pk))[0] == 200
+        assert c.status()["pending_chunks"] <= 51
+        for keys, sel in updaters[:3]:
+            assert post(url, _sealed(update_msg(keys, sel, zeros + 0.5, seed_box), keys, pk))[0] == 200
+        _wait_phase(c, "sum2")
+
+        def sum2_msg(keys, sel, length):
+            from pet.mask import aggregate_masks
+            mask = aggregate_masks([bytes(32)] * 3, length, cfg)
+            return Message.from_payload(keys.public_key, pk, Sum2(sel.sum_signature, mask))
+        assert _verdict(*post(url, _sealed(sum2_msg(b, b_sel, n), b, pk))) == (403, "unknown_sum_participant")
+        assert _verdict(*post(url, _sealed(sum2_msg(a, a_sel, n - 1), a, pk))) == (400, "bad_mask")
+        assert post(url, _sealed(sum2_msg(a, a_sel, n), a, pk))[0] == 200
+        drive([], lambda: c.status()["latest_model"] is not None, timeout=20)
+        round_id, model = model_of(url)
+        assert np.allclose(model, 0.5, atol=1e-5)
+        assert c.status()["latest_model"]["updates"] == 3
+
+
+def test_a_full_phase_discards_further_messages():
+    settings = fast_settings(**{"pet.sum.prob": 0.5, "pet.sum.count.max": 1, "pet.sum2.count.max": 1,
+                                "pet.sum.time.min": 5})
+    with RunningCoordinator(settings) as c:
+        params = RoundParameters.from_bytes(get(c.url, "/params")[1])
+        a, a_sel = _key_with_task(params, Task.SUM, start=2000)
+        b, b_sel = _key_with_task(params, Task.SUM, start=int.from_bytes(a.seed, "little") + 1)
+        for keys, sel, want in ((a, a_sel, (200, "accepted")), (b, b_sel, (429, "phase_full"))):
+            msg = Message.from_payload(keys.public_key, params.pk, Sum(sel.sum_signature, bytes(32)))
+            assert _verdict(*post(c.url, _sealed(msg, keys, params.pk))) == want
+        assert c.status()["counters"] == {"accepted": 1, "rejected": 0, "discarded": 1}
+
+
+def test_sum_participants_may_drop_out_when_the_sum2_quorum_holds():
+    settings = fast_settings(**{"pet.sum.prob": 0.4, "pet.sum.dropout_margin": 1,
+                                "pet.sum2.count.min": 1})
+    with RunningCoordinator(settings) as c:
+        fleet = make_fleet(c.url, 14)
+        drive(fleet, lambda: c.status()["phase"] == "update")
+        summers = [p for p, _ in fleet if p.phase is Phase.SUM2]
+        assert len(summers) >= 2
+        dropped = summers[0]
+        rest = [(p, a) for p, a in fleet if p is not dropped]
+        seed = dropped.params.seed
+        drive(rest, lambda: c.status()["latest_model"] is not None, timeout=30)
+        assert c.status()["latest_model"]["sum2"] == len(summers) - 1
+        want, _ = weighted_average(fleet, seed)
+        assert np.allclose(model_of(c.url)[1], want, atol=1e-5)
+
+
+@pytest.mark.parametrize("config", ["Prime/F32/B0/M3", "W32/F32/b2/m10"])
+def test_full_round_on_redis(redis_url, config):
+    import uuid
+    settings = fast_settings(**{"store.kind": "redis", "store.url": redis_url,
+                                "store.prefix": f"test-{uuid.uuid4().hex[:8]}:", "mask.config": config})
+    with RunningCoordinator(settings) as c:
+        fleet = make_fleet(c.url, 12)
+        seed = RoundParameters.from_bytes(get(c.url, "/params")[1]).seed
+        drive(fleet, lambda: c.status()["latest_model"] is not None, timeout=30)
+        want, n = weighted_average(fleet, seed)
+        assert n >= 3 and np.allclose(model_of(c.url)[1], want, atol=1e-5)
