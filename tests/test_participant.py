@@ -84,13 +84,18 @@ def _update_key(params):
     raise AssertionError("no update participant")
 
 
+def reach_update_phase(c):
+    """Let sum participants in and reach the Update phase; their fellow updaters hold back."""
+    others = make_fleet(c.url, 8, first_key=1000)
+    for _, app in others:
+        app.ready = False
+    drive(others, lambda: c.status()["phase"] == "update")
+
+
 def test_restart_resumes_and_never_counts_twice(tmp_path):
     settings = fast_settings(**{"pet.sum.prob": 0.3, "pet.update.prob": 1.0, "pet.update.time.min": 3})
     with RunningCoordinator(settings) as c:
-        others = make_fleet(c.url, 8, first_key=1000)
-        for _, app in others:
-            app.ready = False
-        drive(others, lambda: c.status()["phase"] == "update")
+        reach_update_phase(c)
         net = LosesAnswers(c.url)
         keys = _update_key(net.params())
         p = Participant(net, App(99).train, keys=keys, store=StateStore(tmp_path / "dev"))
@@ -133,10 +138,7 @@ def test_a_rejected_message_skips_the_round(caplog):
 def test_model_hook_not_ready_means_waiting_and_a_wrong_length_skips():
     settings = fast_settings(**{"pet.sum.prob": 0.3, "pet.update.prob": 1.0, "pet.update.time.min": 5})
     with RunningCoordinator(settings) as c:
-        others = make_fleet(c.url, 8, first_key=1000)
-        for _, app in others:
-            app.ready = False
-        drive(others, lambda: c.status()["phase"] == "update")
+        reach_update_phase(c)
         ready = []
         p = Participant(HttpTransport(c.url), lambda params, gm: ready[0] if ready else None,
                         keys=_update_key(HttpTransport(c.url).params()))
