@@ -159,3 +159,23 @@ def test_a_new_round_drops_unfinished_work():
         drive([], lambda: c.status()["round_id"] == 2, timeout=10)   # the round fails: too few sums
         drive([(p, None)], lambda: p.params != first and p.phase is Phase.SUM2)
         assert c.status()["sum_participants"] == 1 and c.status()["counters"]["rejected"] == 0
+
+
+def test_the_command_line_participant_takes_part(tmp_path):
+    import subprocess
+    import sys
+    settings = fast_settings(**{"pet.sum.prob": 0.2, "pet.update.prob": 1.0, "pet.update.time.min": 2})
+    with RunningCoordinator(settings) as c:
+        np.save(tmp_path / "model.npy", np.full(c.settings.model.length, 0.25, dtype=np.float32))
+        proc = subprocess.Popen([sys.executable, "-m", "pet.participant", "--url", c.url, "--state",
+                                 str(tmp_path / "state"), "--model", str(tmp_path / "model.npy")],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            fleet = make_fleet(c.url, 10)
+            drive(fleet, lambda: (tmp_path / "state" / "global-latest.npy").exists(), timeout=60)
+        finally:
+            proc.terminate()
+            out = proc.communicate(timeout=10)[0]
+        assert "participant" in out and "new global model saved" in out
+        assert np.load(tmp_path / "state" / "global-latest.npy").shape == (c.settings.model.length,)
+        assert (tmp_path / "state" / "key").exists()

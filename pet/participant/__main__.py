@@ -1,0 +1,64 @@
+"""pet-participant: take part in rounds from any Linux box (a Raspberry Pi, a server).
+
+The local model is a .npy file of float32 weights, read again each round, so
+a training job can rewrite it between rounds; the latest global model is
+written to <state>/global-latest.npy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from pet.participant import HttpTransport, Participant, Settings, StateStore
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="pet-participant", description=__doc__.splitlines()[0])
+    parser.add_argument("--url", default="http://127.0.0.1:8081", help="coordinator URL (default %(default)s)")
+    parser.add_argument("--state", type=Path, default=Path("pet-participant"),
+                        help="state directory: key, round progress, unsent messages (default %(default)s)")
+    parser.add_argument("--model", type=Path, required=True, help=".npy file with the local model (float32)")
+    parser.add_argument("--scalar", type=float, default=1.0,
+                        help="aggregation weight, e.g. the number of local samples (default 1)")
+    parser.add_argument("--max-message-size", type=int, default=Settings.max_message_size,
+                        help="largest sealed message; larger ones are chunked (0: never chunk)")
+    parser.add_argument("--token", default=None, help="bearer token, if the coordinator wants one")
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not args.model.exists():
+        parser.error(f"{args.model} does not exist")
+
+    def train(params, global_model):
+        weights = np.load(args.model).astype(np.float32).reshape(-1)
+        if len(weights) != params.model_length:
+            logging.error("%s has %d weights, the round wants %d", args.model, len(weights), params.model_length)
+        return weights
+
+    def save_global(weights):
+        path = args.state / "global-latest.npy"
+        np.save(path, weights.astype(np.float32))
+        logging.info("new global model saved to %s", path)
+
+    store = StateStore(args.state)
+    p = Participant(HttpTransport(args.url, token=args.token), train, store=store, on_global_model=save_global,
+                    settings=Settings(scalar=args.scalar, max_message_size=args.max_message_size or None))
+    logging.info("participant %s, coordinator %s", p.public_key.hex()[:16], args.url)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *a: stop.set())
+    try:
+        p.run(stop)
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
