@@ -1,0 +1,1 @@
+"""upet: the PET participant for MicroPython boards (and the Unix port)."""
