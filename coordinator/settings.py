@@ -34,6 +34,8 @@ STORE_KINDS = ("sqlite", "redis")
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 MAX_MODEL_LENGTH = 2 ** 32 - 1
 MAX_CHUNKS = 1 << 16  # chunk ids are u16
+DEFAULT_DATA_DIR = "pet-data"
+SQLITE_FILE = "coordinator.db"  # the sqlite file's name in store.data_dir
 
 
 class SettingsError(Exception):
@@ -142,7 +144,10 @@ class ModelSettings:
 @dataclass(frozen=True)
 class StoreSettings:
     kind: str = "sqlite"
-    path: str = "coordinator.db"  # sqlite file, relative to the working directory
+    data_dir: str = DEFAULT_DATA_DIR  # holds the sqlite file unless path is given
+    # The sqlite file (or ":memory:"). load_settings sets it to data_dir/coordinator.db
+    # when it is not given, so it always names the file that is used.
+    path: str = f"{DEFAULT_DATA_DIR}/{SQLITE_FILE}"
     url: str = "redis://127.0.0.1:6379/0"
     prefix: str = "pet:"  # redis key prefix, so one redis can serve several coordinators
     resume: bool = True  # continue an interrupted round after a restart
@@ -225,29 +230,39 @@ def parse_mask_config(text: str) -> MaskConfig:
 
 # -- loading ------------------------------------------------------------------------------------
 
-def load_settings(path: str | Path | None = None,
-                  env: Mapping[str, str] = os.environ) -> Settings:
-    """Defaults, then the TOML file at path (if any), then PET__* variables from env."""
+def load_settings(path: str | Path | None = None, env: Mapping[str, str] = os.environ,
+                  flags: Mapping[str, tuple[str, Any]] | None = None) -> Settings:
+    """Defaults, then the TOML file at path (if any), then PET__* variables from env, then
+    flags: {dotted key: (option, value)} from the command line, e.g.
+    {"store.data_dir": ("--data-dir", "/var/lib/pet")}; the option names the source in errors.
+    """
     file_data = _read_toml(path) if path is not None else {}
-    data = copy.deepcopy(file_data)  # env values are merged into this copy
-    env_keys: dict[str, str] = {}  # dotted key -> environment variable that set it
+    data = copy.deepcopy(file_data)  # env values and flags are merged into this copy
+    sources: dict[str, str] = {}  # dotted key -> the variable or option that set it
     for name in sorted(env):
         if name.upper().startswith(ENV_PREFIX):
             key, value = _env_setting(name, env[name])
-            _put(data, key, value, name)
-            env_keys[key] = name
+            sources[key] = f"environment variable {name}"
+            _put(data, key, value, sources[key])
+    for key, (option, value) in (flags or {}).items():
+        sources[key] = f"command-line option {option}"
+        _put(data, key, value, sources[key])
 
     def where(e: SettingsError) -> str | None:
         for key in e.keys:
-            for env_key, var in env_keys.items():
-                if key == env_key or key.startswith(env_key + "."):
-                    return f"environment variable {var}"
+            for set_key, source in reversed(sources.items()):  # flags before variables
+                if key == set_key or key.startswith(set_key + "."):
+                    return source
             if path is not None and _has(file_data, key):
                 return str(path)
         return None
 
     try:
-        return _build(Settings, data, "", Settings()).validate()
+        settings = _build(Settings, data, "", Settings())
+        if not _has(data, "store.path"):
+            store = settings.store
+            settings = replace(settings, store=replace(store, path=str(Path(store.data_dir, SQLITE_FILE))))
+        return settings.validate()
     except SettingsError as e:
         raise SettingsError(e.message, e.key, where(e), e.keys) from None
 
@@ -289,7 +304,7 @@ def _toml_value_or_text(raw: str) -> Any:
     return doc["v"] if list(doc) == ["v"] else raw
 
 
-def _put(data: dict, key: str, value: Any, var: str) -> None:
+def _put(data: dict, key: str, value: Any, source: str) -> None:
     *tables, last = key.split(".")
     node = data
     for i, part in enumerate(tables):
@@ -297,7 +312,7 @@ def _put(data: dict, key: str, value: Any, var: str) -> None:
         if not isinstance(node, dict):
             table = ".".join(tables[:i + 1])
             raise SettingsError(f"{table} is not a table, so {key} cannot be set",
-                                key=key, source=f"environment variable {var}")
+                                key=key, source=source)
     node[last] = value
 
 
@@ -463,6 +478,8 @@ def _validate(s: Settings) -> None:
     store = s.store
     _require(store.kind in STORE_KINDS,
              f"store.kind must be one of {', '.join(STORE_KINDS)}, got {store.kind!r}", "store.kind")
+    _require(bool(store.data_dir), 'store.data_dir must name a directory ("." for the working '
+             'directory)', "store.data_dir")
     if store.kind == "sqlite":
         _require(bool(store.path), "store.path must name the sqlite file", "store.path")
     else:

@@ -49,8 +49,8 @@ def test_defaults_without_a_file():
     assert s.pet.sum2.count == Count(1, 100) and s.pet.sum2.time == Time(5.0, 3600.0)
     assert s.mask.config == DEFAULT_MCU_CONFIG and s.mask.name == "W32/F32/b2/m10"
     assert s.model.length == 650
-    assert (s.store.kind, s.store.path, s.store.url, s.store.prefix, s.store.resume) == (
-        "sqlite", "coordinator.db", "redis://127.0.0.1:6379/0", "pet:", True)
+    assert (s.store.kind, s.store.data_dir, s.store.path, s.store.url, s.store.prefix, s.store.resume) == (
+        "sqlite", "pet-data", "pet-data/coordinator.db", "redis://127.0.0.1:6379/0", "pet:", True)
     assert s.history.keep == 10 and s.log.level == "info"
 
 
@@ -154,6 +154,26 @@ def test_env_overrides(tmp_path):
     assert s.log.level == "warning"
 
 
+def test_the_sqlite_file_goes_in_the_data_dir_unless_path_is_given(tmp_path):
+    assert load_settings(env={"PET__STORE__DATA_DIR": "/srv/pet"}).store.path == "/srv/pet/coordinator.db"
+    explicit = write(tmp_path, '[store]\npath = "elsewhere.db"\n')
+    s = load_settings(explicit, env={"PET__STORE__DATA_DIR": "/srv/pet"})
+    assert (s.store.data_dir, s.store.path) == ("/srv/pet", "elsewhere.db")
+    assert load_settings(env={"PET__STORE__PATH": ":memory:"}).store.path == ":memory:"
+
+
+def test_flags_win_over_file_and_env(tmp_path):
+    path = write(tmp_path, '[store]\ndata_dir = "from-file"\n[log]\nlevel = "error"\n')
+    s = load_settings(path, env={"PET__STORE__DATA_DIR": "from-env", "PET__LOG__LEVEL": "warning"},
+                      flags={"store.data_dir": ("--data-dir", "from-flag")})
+    assert (s.store.data_dir, s.store.path, s.log.level) == (
+        "from-flag", "from-flag/coordinator.db", "warning")
+    with pytest.raises(SettingsError) as info:
+        load_settings(env={"PET__STORE__URL": "redis://fine:6379"},
+                      flags={"store.kind": ("--redis", "redis"), "store.url": ("--redis", "http://x")})
+    assert str(info.value).startswith("command-line option --redis: store.url must start with redis://")
+
+
 def test_env_numbers_for_string_keys_stay_text():
     assert load_settings(env={"PET__API__TOKEN": "123"}).api.token == "123"
     assert load_settings(env={"PET__API__TOKEN": ""}).api.token == ""
@@ -194,7 +214,7 @@ def test_cross_rule_names_where_the_changed_key_came_from(tmp_path):
     ("[apii]\nbind = \"x:1\"\n", "unknown key apii (did you mean api?)"),
     ("[pet.sum]\ncount = { min = 1, mxa = 2 }\n",
      "unknown key pet.sum.count.mxa (did you mean pet.sum.count.max?)"),
-    ("[store]\nzzz = 1\n", "unknown key store.zzz; known keys in store: kind, path, url"),
+    ("[store]\nzzz = 1\n", "unknown key store.zzz; known keys in store: kind, data_dir, path, url"),
 ])
 def test_unknown_keys(tmp_path, text, message):
     assert message in str(error(tmp_path, text))
@@ -255,6 +275,7 @@ def test_wrong_types(tmp_path, text, message):
     ("[model]\nlength = 4294967296\n", "model.length", "must be from 1 to 4294967295"),
     ('[store]\nkind = "postgres"\n', "store.kind", "must be one of sqlite, redis, got 'postgres'"),
     ('[store]\npath = ""\n', "store.path", "must name the sqlite file"),
+    ('[store]\ndata_dir = ""\n', "store.data_dir", "must name a directory"),
     ('[store]\nkind = "redis"\nurl = "http://x"\n', "store.url", "must start with redis://"),
     ("[history]\nkeep = 0\n", "history.keep", "must be >= 1, got 0"),
     ("[multipart]\nmax_message_bytes = 0\n", "multipart.max_message_bytes", "must be >= 1"),
@@ -382,14 +403,76 @@ def test_cli_help_explains_env_overrides(capsys):
     assert info.value.code == 0
     out = capsys.readouterr().out
     assert "PET__<SECTION>__<KEY>" in out and "PET__PET__SUM__PROB=0.01" in out
+    for option in ("--config FILE", "--port N", "--data-dir DIR", "--redis URL", "--log-level LEVEL",
+                   "--check", "--print-config"):
+        assert f" {option}" in out
 
 
-def test_cli_runs_the_server(clean_env):
+def effective(capsys, *argv) -> dict:
+    assert main(["--print-config", *argv]) == 0
+    return tomllib.loads(capsys.readouterr().out)
+
+
+def test_cli_options_win_over_file_and_env(tmp_path, capsys, clean_env):
+    path = write(tmp_path, '[api]\nbind = "0.0.0.0:1"\n[store]\ndata_dir = "file-dir"\n')
+    clean_env.setenv("PET__STORE__DATA_DIR", "env-dir")
+    clean_env.setenv("PET__LOG__LEVEL", "error")
+    out = effective(capsys, "-c", str(path), "--port", "9000", "--data-dir", "flag-dir",
+                    "--log-level", "debug")
+    assert out["api"]["bind"] == "0.0.0.0:9000" and out["log"]["level"] == "debug"
+    assert (out["store"]["data_dir"], out["store"]["path"]) == ("flag-dir", "flag-dir/coordinator.db")
+    url = "redis://10.0.0.5:6380/2"
+    store = effective(capsys, "--redis", url)["store"]
+    assert (store["kind"], store["url"]) == ("redis", url)
+    clean_env.setenv("PET__API__BIND", "[::1]:1")
+    assert effective(capsys, "--port", "0")["api"]["bind"] == "[::1]:0"
+
+
+def test_cli_option_errors(capsys, clean_env):
+    with pytest.raises(SystemExit) as info:
+        main(["--port", "65536"])
+    assert info.value.code == 2 and "--port: must be a number from 0 to 65535" in capsys.readouterr().err
+    assert main(["--check", "--redis", "localhost:6379"]) == 2
+    assert capsys.readouterr().err == ("pet-coordinator: command-line option --redis: store.url must start "
+                                       "with redis://, rediss://, unix://, got 'localhost:6379'\n")
+
+
+@pytest.fixture
+def fake_server(clean_env):
+    """Replaces coordinator.server.run; returns the settings it was given."""
     seen = []
     clean_env.setitem(sys.modules, "coordinator.server", types.SimpleNamespace(run=seen.append))
     clean_env.setattr("logging.basicConfig", lambda **kw: seen.append(kw["level"]))
-    assert main(["--log-level", "warning"]) == 0
-    assert seen[0] == "WARNING" and isinstance(seen[1], Settings)
+    return seen
+
+
+def test_cli_without_options_serves_sqlite_in_pet_data(tmp_path, fake_server, clean_env):
+    clean_env.chdir(tmp_path)
+    assert main([]) == 0
+    level, settings = fake_server
+    assert level == "INFO" and isinstance(settings, Settings)
+    assert (settings.store.kind, settings.store.path) == ("sqlite", "pet-data/coordinator.db")
+    assert settings.api.port == 8081 and settings.mask.config == DEFAULT_MCU_CONFIG
+    assert (tmp_path / "pet-data").is_dir()
+
+
+def test_cli_creates_the_data_dir(tmp_path, fake_server, clean_env):
+    clean_env.chdir(tmp_path)
+    assert main(["--data-dir", str(tmp_path / "a" / "b"), "--log-level", "warning"]) == 0
+    assert fake_server[0] == "WARNING" and (tmp_path / "a" / "b").is_dir()
+    assert main(["--redis", "redis://127.0.0.1:1/0", "--data-dir", "unused"]) == 0
+    assert not (tmp_path / "unused").exists()   # redis needs no directory
+    clean_env.setenv("PET__STORE__PATH", ":memory:")
+    assert main(["--data-dir", "unused"]) == 0
+    assert not (tmp_path / "unused").exists()
+
+
+def test_cli_reports_a_data_dir_it_cannot_create(tmp_path, capsys, fake_server, clean_env):
+    (tmp_path / "file").write_text("")
+    assert main(["--data-dir", str(tmp_path / "file" / "dir")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("pet-coordinator: cannot create the directory of ") and err.count("\n") == 1
+    assert fake_server == []
 
 
 def test_python_dash_m_coordinator(tmp_path):
