@@ -29,7 +29,7 @@ from coordinator.store import GlobalModel, RoundState, Store, StoreError
 from pet import crypto
 from pet.crypto import EncryptKeyPair
 from pet.errors import DecodeError
-from pet.mask import Aggregation, AggregationError, MaskObject, UnmaskError, unmask
+from pet.mask import Aggregation, MaskObject, UnmaskError, unmask
 from pet.multipart import MultipartError, Reassembler
 from pet.verdict import ACCEPTED, Verdict, rejected
 from pet.wire import MaskConfigPair, Message, Model, RoundParameters, Sum, Sum2, SumDict, Tag, Update, \
@@ -40,6 +40,14 @@ log = logging.getLogger("coordinator.rounds")
 IDLE, SUM, UPDATE, SUM2, UNMASK, FAILURE = "idle", "sum", "update", "sum2", "unmask", "failure"
 PHASE_CODES = {IDLE: 0, SUM: 1, UPDATE: 2, SUM2: 3, UNMASK: 4, FAILURE: 5, "shutdown": 6}
 _TAG_OF_PHASE = {SUM: Tag.SUM, UPDATE: Tag.UPDATE, SUM2: Tag.SUM2}
+
+
+def _open_and_check(sealed: bytes, view: RoundView) -> Message:
+    """Open a message and, unless it is a chunk, check the sender's task: one thread hop."""
+    msg = open_message(sealed, view)
+    if not msg.is_multipart:
+        check_task(msg, view)
+    return msg
 
 
 class PhaseFailed(Exception):
@@ -80,6 +88,8 @@ class Coordinator:
         self.state: RoundState | None = None
         self.latest_model: GlobalModel | None = None
         self._model_cache: dict[tuple[int, str], bytes] = {}
+        self._update_queue: list = []
+        self._committer: asyncio.Task | None = None
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -94,6 +104,7 @@ class Coordinator:
         self.accepted = 0
         self.counters = {"accepted": 0, "rejected": 0, "discarded": 0}
         self.sum_dict: dict[bytes, bytes] = {}
+        self.updaters: set[bytes] = set()
         self.aggregation: Aggregation | None = None
         self.reassembler = Reassembler(**self._multipart_limits())
         self._sums_bytes: bytes | None = None
@@ -125,9 +136,9 @@ class Coordinator:
         self.state.phase_started = self.clock()
         self.accepted = 0
         self.counters = {"accepted": 0, "rejected": 0, "discarded": 0}
-        await self._save()
-        self._make_view()
+        self._make_view()  # before any await: messages are judged by the phase /status shows
         self.metrics.phase.set(PHASE_CODES[phase])
+        await self._save()
         log.info("round %d: %s phase", self.state.round_id, phase)
 
     # -- start, stop, resume ---------------------------------------------------------------
@@ -161,6 +172,7 @@ class Coordinator:
         self.sum_dict = await self._thread(self.store.sum_dict)
         if state.phase in (UPDATE, SUM2):
             self._sums_bytes = SumDict(self.sum_dict).to_bytes()
+            self.updaters = await self._thread(self.store.update_participants)
             stored = await self._thread(self.store.aggregate)
             if stored:
                 obj = MaskObject.from_bytes(stored[0])
@@ -308,7 +320,7 @@ class Coordinator:
         view = self.view
         phase = self.phase
         try:
-            msg = await self._thread(open_message, sealed, view)
+            msg = await self._thread(_open_and_check, sealed, view)
             if msg.is_multipart:
                 try:
                     msg = self.reassembler.add(msg)
@@ -319,13 +331,13 @@ class Coordinator:
                 if msg is None:
                     self.metrics.chunks.inc()
                     return ACCEPTED
-            await self._thread(check_task, msg, view)
-            async with self._lock:
-                if self.view is not view:  # the phase moved on while we checked
-                    if self.view.round_id != view.round_id:
-                        raise Rejected("wrong_phase", "the round ended while the message was checked")
-                    check_phase(msg.tag, self.view)
-                verdict = await self._HANDLERS[msg.tag](self, msg)
+                await self._thread(check_task, msg, view)
+            if msg.tag is Tag.UPDATE:
+                verdict = await self._submit_update(msg, view)
+            else:
+                async with self._lock:
+                    self._check_current(msg, view)
+                    verdict = await self._HANDLERS[msg.tag](self, msg)
         except Rejected as r:
             verdict = rejected(r.reason, r.detail)
         self.record(verdict, phase, time.perf_counter() - started)
@@ -346,6 +358,13 @@ class Coordinator:
         if seconds is not None:
             self.metrics.latency.observe(seconds)
 
+    def _check_current(self, msg: Message, view: RoundView) -> None:
+        """The phase may have moved on while the message was being checked."""
+        if self.view is not view:
+            if self.view.round_id != view.round_id:
+                raise Rejected("wrong_phase", "the round ended while the message was checked")
+            check_phase(msg.tag, self.view)
+
     def _accept(self) -> Verdict:
         self.accepted += 1
         self._progress.set()
@@ -364,32 +383,85 @@ class Coordinator:
         self.sum_dict[msg.participant_pk] = p.ephm_pk
         return self._accept()
 
-    async def _on_update(self, msg: Message) -> Verdict:
+    async def _submit_update(self, msg: Message, view: RoundView) -> Verdict:
+        """Updates are aggregated and stored in batches: one store transaction for all
+        updates that arrived while the previous batch was being written."""
+        future = asyncio.get_running_loop().create_future()
+        self._update_queue.append((msg, view, future))
+        if self._committer is None or self._committer.done():
+            self._committer = asyncio.create_task(self._commit_updates())
+        return await future
+
+    async def _commit_updates(self) -> None:
+        while self._update_queue:
+            batch, self._update_queue = self._update_queue, []
+            try:
+                async with self._lock:
+                    await self._commit_batch(batch)
+            except Exception as e:  # the store failed: these messages were not accepted
+                for _, _, future in batch:
+                    if not future.done():
+                        future.set_exception(e)
+
+    def _check_update(self, msg: Message, view: RoundView, batch_pks: set[bytes]) -> None:
+        self._check_current(msg, view)
         p: Update = msg.payload
-        self._check_room()
+        pk = msg.participant_pk
+        w = self.windows[UPDATE]
+        if self.accepted + len(batch_pks) >= w.count_max:
+            raise Rejected("phase_full", f"the update phase already accepted {w.count_max} messages")
+        if pk in self.updaters or pk in batch_pks:
+            raise Rejected("duplicate", "this participant already sent an update")
         seeds = p.local_seed_dict
-        unknown = [pk for pk in seeds if pk not in self.sum_dict]
+        unknown = [k for k in seeds if k not in self.sum_dict]
         if unknown:
             raise Rejected("unknown_sum_participant", f"the seed dict names {len(unknown)} keys not in the "
                                                       f"sum dict, e.g. {unknown[0].hex()[:16]}")
         if len(seeds) != len(self.sum_dict):
             raise Rejected("seed_dict_mismatch", f"the seed dict has {len(seeds)} entries, the sum dict "
                                                  f"{len(self.sum_dict)}")
-        try:
-            self.aggregation.validate(p.masked_model)
-        except AggregationError as e:
-            raise Rejected("bad_mask", str(e)) from None
+        masked = p.masked_model
+        agg = self.aggregation
+        if masked.vect.config != agg.vect_config or masked.unit.config != agg.unit_config \
+                or len(masked.vect) != agg.length:
+            raise Rejected("bad_mask", f"the masked model is not a {agg.vect_config.name} model of "
+                                       f"{agg.length} weights")
+        limit = min(agg.vect_config.max_models, agg.unit_config.max_models)
+        if agg.nb_models + len(batch_pks) >= limit:
+            raise Rejected("bad_mask", f"the mask config aggregates at most {limit} models")
+
+    async def _commit_batch(self, batch: list) -> None:
+        taken, pks = [], set()
+        for msg, view, future in batch:
+            try:
+                self._check_update(msg, view, pks)
+            except Rejected as r:
+                future.set_result(rejected(r.reason, r.detail))
+                continue
+            taken.append((msg, future))
+            pks.add(msg.participant_pk)
+        if not taken:
+            return
 
         def aggregate_and_store():
             new = Aggregation.restore(self.aggregation.object, self.aggregation.nb_models)
-            new.aggregate(p.masked_model)
-            ok = self.store.add_update(msg.participant_pk, dict(seeds), new.object.to_bytes(), new.nb_models)
-            return new if ok else None
-        new = await self._thread(aggregate_and_store)
-        if new is None:
-            raise Rejected("duplicate", "this participant already sent an update")
+            for msg, _ in taken:  # decoded objects are range-checked; _check_update did the rest
+                new.aggregate(msg.payload.masked_model, validated=True)
+            seen = self.store.add_updates([(m.participant_pk, dict(m.payload.local_seed_dict)) for m, _ in taken],
+                                          new.object.to_bytes(), new.nb_models)
+            return new, seen
+        new, seen = await self._thread(aggregate_and_store)
+        if seen:  # the store already has some (an answer lost before a restart): store the rest
+            self.updaters |= set(seen)
+            for msg, future in taken:
+                if msg.participant_pk in self.updaters:
+                    future.set_result(rejected("duplicate", "this participant already sent an update"))
+            await self._commit_batch([(m, self.view, f) for m, f in taken if not f.done()])
+            return
         self.aggregation = new
-        return self._accept()
+        self.updaters |= pks
+        for _, future in taken:
+            future.set_result(self._accept())
 
     async def _on_sum2(self, msg: Message) -> Verdict:
         p: Sum2 = msg.payload
@@ -403,7 +475,7 @@ class Coordinator:
             raise Rejected("duplicate", "this sum participant already sent its global mask")
         return self._accept()
 
-    _HANDLERS = {Tag.SUM: _on_sum, Tag.UPDATE: _on_update, Tag.SUM2: _on_sum2}
+    _HANDLERS = {Tag.SUM: _on_sum, Tag.SUM2: _on_sum2}
 
     # -- what the REST routes serve --------------------------------------------------------
 

@@ -86,12 +86,13 @@ def validate_task(
     messages are not required to carry a valid one.
     """
     seed = bytes(round_seed)
-    if verify(participant_pk, seed + b"sum", sum_signature) and is_eligible(sum_signature, sum_prob):
+    # the hash test is cheap and fails often: do it before the signature check
+    if is_eligible(sum_signature, sum_prob) and verify(participant_pk, seed + b"sum", sum_signature):
         return Task.SUM
     if (
         update_signature is not None
-        and verify(participant_pk, seed + b"update", update_signature)
         and is_eligible(update_signature, update_prob)
+        and verify(participant_pk, seed + b"update", update_signature)
     ):
         return Task.UPDATE
     return Task.NONE

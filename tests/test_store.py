@@ -130,6 +130,18 @@ def test_duplicate_update_changes_nothing(store):
     assert store.seed_column(pk(5, b"s")) == {}
 
 
+def test_a_batch_of_updates_is_stored_whole_or_not_at_all(store):
+    sums = [pk(0, b"s"), pk(1, b"s")]
+    batch = [(pk(i), {s: bytes([i]) * 80 for s in sums}) for i in (1, 2, 3)]
+    assert store.add_updates(batch, b"agg3", 3) == []
+    assert store.update_participants() == {pk(1), pk(2), pk(3)}
+    assert store.seed_column(sums[1]) == {pk(i): bytes([i]) * 80 for i in (1, 2, 3)}
+    again = [(pk(4), {s: b"\x04" * 80 for s in sums}), (pk(2), {s: b"\x09" * 80 for s in sums})]
+    assert store.add_updates(again, b"agg5", 5) == [pk(2)]
+    assert store.update_count() == 3 and store.aggregate() == (b"agg3", 3)
+    assert pk(4) not in store.seed_column(sums[0])
+
+
 def test_seed_columns_and_aggregate(store):
     fill_round(store)
     assert_filled(store)

@@ -83,11 +83,20 @@ class Store(abc.ABC):
     # -- Update -------------------------------------------------------------------------------
 
     @abc.abstractmethod
+    def add_updates(self, updates: list[tuple[bytes, dict[bytes, bytes]]], aggregate: bytes,
+                    nb_models: int) -> list[bytes]:
+        """In one transaction: record each update participant pk, add its encrypted
+        seeds (sum_pk -> 80 bytes) to the seed dict, and replace the partial
+        aggregate (MaskObject bytes) and its model count. If any pk already sent
+        an update this round, change nothing and return those pks; else []."""
+
     def add_update(self, pk: bytes, seeds: dict[bytes, bytes], aggregate: bytes, nb_models: int) -> bool:
-        """In one transaction: record update participant pk, add its encrypted seeds
-        (sum_pk -> 80 bytes) to the seed dict, and replace the partial aggregate
-        (MaskObject bytes) and its model count. False, changing nothing, if pk
-        already sent an update this round."""
+        """One update; False, changing nothing, if pk already sent one."""
+        return not self.add_updates([(pk, seeds)], aggregate, nb_models)
+
+    @abc.abstractmethod
+    def update_participants(self) -> set[bytes]:
+        """The pks that sent an update this round (a resumed coordinator reloads them)."""
 
     @abc.abstractmethod
     def update_count(self) -> int: ...

@@ -29,15 +29,24 @@ import redis
 
 from coordinator.store.base import GlobalModel, RoundState, Store, StoreError
 
-# KEYS: updates, aggregate, seed_keys, then one seed hash per seed; ARGV: pk, mask, nb_models, then the seeds.
-_ADD_UPDATE = """
-if redis.call('SADD', KEYS[1], ARGV[1]) == 0 then return 0 end
-redis.call('HSET', KEYS[2], 'mask', ARGV[2], 'nb_models', ARGV[3])
-for i = 4, #KEYS do
-    redis.call('HSET', KEYS[i], ARGV[1], ARGV[i])
-    redis.call('SADD', KEYS[3], KEYS[i])
+# KEYS: updates, aggregate, seed_keys, then the seed hash of each sum pk (S of them).
+# ARGV: mask, nb_models, then per update its pk and its S seeds in KEYS order.
+_ADD_UPDATES = """
+local s = #KEYS - 3
+local seen = {}
+for i = 3, #ARGV, s + 1 do
+    if redis.call('SISMEMBER', KEYS[1], ARGV[i]) == 1 then seen[#seen + 1] = ARGV[i] end
 end
-return 1
+if #seen > 0 then return seen end
+for i = 3, #ARGV, s + 1 do
+    redis.call('SADD', KEYS[1], ARGV[i])
+    for j = 1, s do
+        redis.call('HSET', KEYS[3 + j], ARGV[i], ARGV[i + j])
+        redis.call('SADD', KEYS[3], KEYS[3 + j])
+    end
+end
+redis.call('HSET', KEYS[2], 'mask', ARGV[1], 'nb_models', ARGV[2])
+return seen
 """
 
 # KEYS: voters, votes; ARGV: sum pk, mask.
@@ -71,7 +80,7 @@ class RedisStore(Store):
             self._r = redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=30)
         except ValueError as e:
             raise StoreError(f"bad redis url {self.url}: {e}") from None  # the message may quote the password
-        self._add_update = self._r.register_script(_ADD_UPDATE)
+        self._add_updates = self._r.register_script(_ADD_UPDATES)
         self._add_vote = self._r.register_script(_ADD_VOTE)
         try:
             with self._guard():
@@ -140,11 +149,22 @@ class RedisStore(Store):
 
     # -- Update ------------------------------------------------------------------------------
 
-    def add_update(self, pk: bytes, seeds: dict[bytes, bytes], aggregate: bytes, nb_models: int) -> bool:
+    def add_updates(self, updates: list[tuple[bytes, dict[bytes, bytes]]], aggregate: bytes,
+                    nb_models: int) -> list[bytes]:
+        sum_pks = sorted({sum_pk for _, seeds in updates for sum_pk in seeds})
+        if any(len(seeds) != len(sum_pks) for _, seeds in updates):
+            raise ValueError("every update of one batch must carry seeds for the same sum participants")
         keys = [self._key("updates"), self._key("aggregate"), self._key("seed_keys")]
-        keys += [self._seed_key(sum_pk) for sum_pk in seeds]
+        keys += [self._seed_key(sum_pk) for sum_pk in sum_pks]
+        args = [aggregate, nb_models]
+        for pk, seeds in updates:
+            args += [pk, *(seeds[sum_pk] for sum_pk in sum_pks)]
         with self._guard():
-            return self._add_update(keys=keys, args=[pk, aggregate, nb_models, *seeds.values()]) == 1
+            return list(self._add_updates(keys=keys, args=args))
+
+    def update_participants(self) -> set[bytes]:
+        with self._guard():
+            return set(self._r.smembers(self._key("updates")))
 
     def update_count(self) -> int:
         with self._guard():

@@ -125,16 +125,23 @@ class SQLiteStore(Store):
 
     # -- Update ------------------------------------------------------------------------------
 
-    def add_update(self, pk: bytes, seeds: dict[bytes, bytes], aggregate: bytes, nb_models: int) -> bool:
+    def add_updates(self, updates: list[tuple[bytes, dict[bytes, bytes]]], aggregate: bytes,
+                    nb_models: int) -> list[bytes]:
         with self._tx() as db:
-            cur = db.execute("INSERT OR IGNORE INTO update_participants (pk) VALUES (?)", (pk,))
-            if cur.rowcount != 1:
-                return False
+            seen = [pk for pk, _ in updates
+                    if db.execute("SELECT 1 FROM update_participants WHERE pk = ?", (pk,)).fetchone()]
+            if seen:
+                return seen
+            db.executemany("INSERT INTO update_participants (pk) VALUES (?)", [(pk,) for pk, _ in updates])
             db.executemany("INSERT OR REPLACE INTO seeds (sum_pk, update_pk, seed) VALUES (?, ?, ?)",
-                           [(sum_pk, pk, seed) for sum_pk, seed in seeds.items()])
+                           [(sum_pk, pk, seed) for pk, seeds in updates for sum_pk, seed in seeds.items()])
             db.execute("INSERT OR REPLACE INTO aggregate (id, mask, nb_models) VALUES (1, ?, ?)",
                        (aggregate, nb_models))
-            return True
+            return []
+
+    def update_participants(self) -> set[bytes]:
+        with self._tx() as db:
+            return {row[0] for row in db.execute("SELECT pk FROM update_participants")}
 
     def update_count(self) -> int:
         with self._tx() as db:

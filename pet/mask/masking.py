@@ -36,8 +36,8 @@ def _add(config: MaskConfig, a, b):
             return a + b  # uint64 wraps around: addition mod 2^64
         if order == 1 << 32:
             return (a + b) & np.uint64(0xFFFFFFFF)
-        s = a + b
-        return np.where(s >= np.uint64(order), s - np.uint64(order), s)
+        s = a + b  # < 2 * order <= 2^64: no overflow; the wrapped s - order is the larger when s < order
+        return np.minimum(s, s - np.uint64(order))
     return [(x + y) % order for x, y in zip(a, b)]
 
 
@@ -46,7 +46,8 @@ def _sub(config: MaskConfig, a, b):
     if uses_array(config):
         if order == 1 << 64:
             return a - b
-        return np.where(a >= b, a - b, a + (np.uint64(order) - b))
+        d = a - b  # wraps when a < b; adding the order back then gives the smaller value
+        return np.minimum(d, d + np.uint64(order))
     return [(x - y) % order for x, y in zip(a, b)]
 
 
@@ -129,8 +130,10 @@ class Aggregation:
         if not obj.is_valid():
             raise AggregationError("an element is not below the group order")
 
-    def aggregate(self, obj: MaskObject) -> None:
-        self.validate(obj)
+    def aggregate(self, obj: MaskObject, validated: bool = False) -> None:
+        """Add obj; `validated` skips the checks for a caller that just ran validate()."""
+        if not validated:
+            self.validate(obj)
         self._vect = _add(self.vect_config, self._vect, obj.vect.data)
         self._unit = (self._unit + obj.unit.data) % self.unit_config.order
         self.nb_models += 1

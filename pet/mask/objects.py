@@ -40,6 +40,8 @@ def as_elements(config: MaskConfig, values) -> np.ndarray | list[int]:
 def encode_numbers(config: MaskConfig, values) -> bytes:
     bpn = config.bytes_per_number
     if uses_array(config):
+        if bpn in (4, 8):
+            return np.asarray(values).astype(f"<u{bpn}").tobytes()
         arr = np.ascontiguousarray(values, dtype="<u8")
         return arr.view(np.uint8).reshape(-1, 8)[:, :bpn].tobytes()
     return b"".join(int(v).to_bytes(bpn, "little") for v in values)
@@ -51,11 +53,13 @@ def decode_numbers(config: MaskConfig, data: bytes, count: int, what: str):
         raise DecodeError(f"{what}: expected {count * bpn} bytes of numbers, got {len(data)}")
     order = config.order
     if uses_array(config):
-        raw = np.frombuffer(data, dtype=np.uint8).reshape(count, bpn)
-        padded = np.zeros((count, 8), dtype=np.uint8)
-        padded[:, :bpn] = raw
-        values = padded.view("<u8").reshape(count).astype(np.uint64)
-        if order < _U64_LIMIT:
+        if bpn in (4, 8):
+            values = np.frombuffer(data, dtype=f"<u{bpn}").astype(np.uint64)
+        else:
+            padded = np.zeros((count, 8), dtype=np.uint8)
+            padded[:, :bpn] = np.frombuffer(data, dtype=np.uint8).reshape(count, bpn)
+            values = padded.view("<u8").reshape(count)
+        if order < _U64_LIMIT and order != 1 << 32:
             bad = np.flatnonzero(values >= np.uint64(order))
             if len(bad):
                 raise DecodeError(f"{what}: element {int(bad[0])} is not below the group order {order}")
