@@ -20,6 +20,7 @@ test: install
 
 bench: install
 	$(PY) bench/mask.py
+	$(PY) bench/coordinator.py
 
 vectors: install
 	$(PY) -m tools.vectors
