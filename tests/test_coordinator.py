@@ -154,13 +154,17 @@ def test_token_is_required_when_configured():
 
 
 def test_a_round_without_enough_participants_fails_and_a_new_one_starts():
-    settings = fast_settings(**{"pet.sum.time.max": 0.6})
+    settings = fast_settings(**{"pet.sum.time.max": 2.0})
     with RunningCoordinator(settings) as c:
         first = c.status()["round_id"]
         seed1 = get(c.url, "/params")[1]
         drive([], lambda: c.status()["round_id"] > first, timeout=10)
         assert get(c.url, "/params")[1] != seed1   # new keys and seed
-        assert 'pet_rounds_total{outcome="failed"}' in get(c.url, "/metrics")[1].decode()
+        assert 'pet_rounds_total{outcome="failed"} 1.0' in get(c.url, "/metrics")[1].decode()
+        # participants arrive: the next round succeeds
+        fleet = make_fleet(c.url, 12)
+        drive(fleet, lambda: c.status()["latest_model"] is not None, timeout=30)
+        assert c.status()["latest_model"]["round_id"] > first
 
 
 def test_dropout_margin_needs_more_sum_participants():
