@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install test bench vectors clean
+.PHONY: install test bench vectors firmware clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,9 @@ bench: install
 
 vectors: install
 	$(PY) -m tools.vectors
+
+firmware: install
+	$(PY) -m tools.build
 
 clean:
 	rm -rf $(VENV) build bench-out .pytest_cache .hypothesis

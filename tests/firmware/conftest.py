@@ -3,7 +3,8 @@
 `upy(script)` runs a script under `micropython` with the firmware package on
 its path and returns what it printed; a non-zero exit fails the test with the
 output. Every test that takes the `upy` fixture runs twice: with the native
-kernels and with the pure-Python fallback forced.
+kernels and with the pure-Python fallback forced. The session starts with an
+x64 build (`tools.build`), so the package is imported from build/x64 as .mpy.
 """
 
 from __future__ import annotations
@@ -26,6 +27,20 @@ def firmware_path() -> Path:
     """Where `upet` is imported from: the x64 build when it exists, else the sources."""
     built = ROOT / "build" / "x64"
     return built if (built / "upet").is_dir() and os.environ.get("PET_FIRMWARE_SOURCE") != "1" else FIRMWARE
+
+
+@pytest.fixture(scope="session", autouse=True)
+def firmware_build():
+    """Compile the firmware for x64 once per session, so the tests import the .mpy files
+    as a board would (with PET_FIRMWARE_SOURCE=1 they run the .py sources instead)."""
+    if os.environ.get("PET_FIRMWARE_SOURCE") == "1":
+        return FIRMWARE
+    from tools.build import BuildError, build
+    try:
+        build(["x64"], ROOT / "build", log=lambda line: None)
+    except BuildError as e:
+        pytest.fail(f"firmware build: {e}", pytrace=False)
+    return ROOT / "build" / "x64"
 
 
 def run_upy(script: str, *, fallback: bool = False, heap: str | None = None, path: Path | None = None,
