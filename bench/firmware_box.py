@@ -67,6 +67,7 @@ if crypto:
 
 def best_of(repeat: int, n: int, fn) -> float:
     """Microseconds per call, best of `repeat` runs of n calls."""
+    fn()  # warm up
     best = float("inf")
     for _ in range(repeat):
         start = time.perf_counter()

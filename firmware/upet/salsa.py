@@ -55,7 +55,7 @@ class XSalsa20:
     def __init__(self, key, nonce24):
         if len(key) != 32 or len(nonce24) != 24:
             raise ValueError("XSalsa20 needs a 32-byte key and a 24-byte nonce")
-        s = _state(hsalsa20(key, nonce24[:16]), nonce24[16:24] + bytes(8))
+        s = _state(hsalsa20(key, nonce24[:16]), bytes(nonce24[16:24]) + bytes(8))
         self._s = s
         self._pos = 0
 
