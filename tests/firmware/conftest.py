@@ -69,3 +69,89 @@ def upy(request, tmp_path):
         return run_upy(script, fallback=fallback, tmp=tmp_path, **kw)
     run.fallback = fallback
     return run
+
+
+# -- viper sources under CPython with a board's 32-bit words -------------------------------------------
+
+_M32 = 0xFFFFFFFF
+
+
+class U32(int):
+    """A viper `uint` on a 32-bit board: every result wraps at 2^32."""
+
+    def __new__(cls, x):
+        return super().__new__(cls, int(x) & _M32)
+
+    def __add__(self, o): return U32(int(self) + int(o))
+    def __radd__(self, o): return U32(int(o) + int(self))
+    def __sub__(self, o): return U32(int(self) - int(o))
+    def __rsub__(self, o): return U32(int(o) - int(self))
+    def __mul__(self, o): return U32(int(self) * int(o))
+    def __rmul__(self, o): return U32(int(o) * int(self))
+    def __lshift__(self, o): return U32(int(self) << int(o))
+    def __rshift__(self, o): return U32(int(self) >> int(o))
+    def __and__(self, o): return U32(int(self) & int(o))
+    def __rand__(self, o): return U32(int(o) & int(self))
+    def __or__(self, o): return U32(int(self) | int(o))
+    def __ror__(self, o): return U32(int(o) | int(self))
+    def __xor__(self, o): return U32(int(self) ^ int(o))
+    def __rxor__(self, o): return U32(int(o) ^ int(self))
+    def __invert__(self): return U32(~int(self))
+
+
+def _int32(x) -> int:
+    """A viper `int` on a 32-bit board (the model does not wrap int arithmetic: keep ints small)."""
+    return ((int(x) + 2 ** 31) & _M32) - 2 ** 31
+
+
+class _Ptr:
+    """ptr8 / ptr32 on a 32-bit board: ptr32 loads are signed ints, stores keep the low bits."""
+
+    def __init__(self, buf, size):
+        self.buf = buf.buf if isinstance(buf, _Ptr) else memoryview(buf).cast("B")
+        self.size = size
+
+    def __getitem__(self, i):
+        v = int.from_bytes(self.buf[i * self.size:(i + 1) * self.size], "little")
+        return _int32(v) if self.size == 4 else v
+
+    def __setitem__(self, i, v):
+        self.buf[i * self.size:(i + 1) * self.size] = (int(v) % 2 ** (8 * self.size)).to_bytes(self.size, "little")
+
+    def __int__(self):
+        return 0  # the model's buffers all count as aligned
+
+
+def _viper(f):
+    """Converts arguments and the result by their annotations, as viper does."""
+    import functools
+    hints = dict(f.__annotations__)
+    result = hints.pop("return", None)
+    names = f.__code__.co_varnames[:f.__code__.co_argcount]
+
+    @functools.wraps(f)
+    def call(*args):
+        r = f(*(hints[n](a) if n in hints else a for n, a in zip(names, args)))
+        return r if result is None or r is None else result(r)
+    return call
+
+
+def viper32(name: str):
+    """upet/native/<name>.py run by CPython with a 32-bit board's viper arithmetic, to check
+    what the Unix port's 64-bit words cannot show (wraps, carries, signed ptr32 loads)."""
+    import types
+    shim = types.SimpleNamespace(viper=_viper, native=lambda f: f, const=lambda x: x)
+    mod = types.ModuleType(f"viper32.{name}")
+    mod.__dict__.update(micropython=shim, uint=U32, int=_int32, ptr8=lambda b: _Ptr(b, 1),
+                        ptr32=lambda b: _Ptr(b, 4))
+    saved = sys.modules.get("micropython")
+    sys.modules["micropython"] = shim
+    try:
+        path = FIRMWARE / "upet" / "native" / f"{name}.py"
+        exec(compile(path.read_text(), str(path), "exec", dont_inherit=True), mod.__dict__)
+    finally:
+        if saved is None:
+            sys.modules.pop("micropython", None)
+        else:
+            sys.modules["micropython"] = saved
+    return mod

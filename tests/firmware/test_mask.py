@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import array
 import hashlib
 import json
+import sys
 import textwrap
+from types import SimpleNamespace
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -12,8 +16,9 @@ import pytest
 from pet.mask import MaskConfig, derive_mask, mask_model
 from pet.mask.fixed import clamp_scalar, fixed_exact, unit_fixed
 from pet.mask.objects import MaskObject
+from pet.mask.rng import keystream_words
 
-from .conftest import VECTORS
+from .conftest import FIRMWARE, VECTORS, firmware_path, viper32
 
 PRELUDE = """
 import json, struct
@@ -321,6 +326,7 @@ STREAM = """
     gc.collect()
     print("retained", free - gc.mem_free())
     print("digest", hexlify(sink.h.digest()).decode(), sink.size)
+    print("kernels", kernels.load("chacha").__name__)
 """
 
 
@@ -328,6 +334,8 @@ STREAM = """
                                              (10_000, "128k", MaskConfig.mcu(2, 10)),
                                              (10_000, "128k", MaskConfig.mcu(0, 20, wide=True))])
 def test_streaming_under_small_heaps(upy, n, heap, config):
+    if firmware_path() == FIRMWARE:
+        pytest.skip("the heap budgets hold for the .mpy build; compiling the sources on the fly needs more")
     seed = hashlib.sha256(b"stream").digest()
     scalar = 0.25
     w = (((np.arange(n) * 7919) % 2001 - 1000) / 512).astype(np.float32)
@@ -338,3 +346,69 @@ def test_streaming_under_small_heaps(upy, n, heap, config):
     assert digest_line.split()[1:] == [hashlib.sha256(want).hexdigest(), str(len(want))]
     retained = int(next(line for line in out.splitlines() if line.startswith("retained")).split()[1])
     assert retained < 256, f"masking kept {retained} bytes of heap"
+    assert f"kernels upet.{'fallback' if upy.fallback else 'native'}.chacha" in out
+
+
+# -- the viper source with a board's 32-bit words ----------------------------------------------------
+
+class _Array(array.array):
+    """MicroPython's array(), which also takes raw bytes."""
+
+    def __new__(cls, code, init=()):
+        if isinstance(init, (bytes, bytearray)):
+            a = super().__new__(cls, code)
+            a.frombytes(init)
+            return a
+        return super().__new__(cls, code, init)
+
+
+def cpython_upet_mask(kernel) -> SimpleNamespace:
+    """firmware/upet/mask.py run by CPython over the given kernel module."""
+    shims = {"micropython": SimpleNamespace(const=lambda x: x), "array": SimpleNamespace(array=_Array),
+             "upet": SimpleNamespace(kernels=SimpleNamespace(load=lambda name: kernel))}
+    path = FIRMWARE / "upet" / "mask.py"
+    ns: dict = {}
+    with mock.patch.dict(sys.modules, shims):
+        exec(compile(path.read_text(), str(path), "exec", dont_inherit=True), ns)
+    return SimpleNamespace(**ns)
+
+
+def test_native_kernels_with_32_bit_words():
+    """The viper source gives pet.mask's bytes when every uint wraps at 2^32 and ptr32 loads are signed."""
+    chacha = viper32("chacha")
+    upet_mask = cpython_upet_mask(chacha)
+    rng = np.random.default_rng(11)
+    for cfg in (MaskConfig.mcu(2, 10), MaskConfig.mcu(0, 0), MaskConfig.mcu(0, 20, wide=True),
+                MaskConfig.mcu(62, 0, wide=True), MaskConfig.mcu(10, 40, wide=True)):
+        bits = edge_bits(cfg, rng)
+        w = np.array(bits, dtype=np.uint32).view(np.float32)
+        for scalar in (1.0, 0.375, 0.0, float(2 ** cfg.bound_type), 3e-39):
+            seed = rng.bytes(32)
+            got = upet_mask.mask_object(cfg.to_bytes(), seed, scalar, _Array("I", bits))
+            assert got == expected_object(w, scalar, seed, cfg), f"{cfg.name} scalar {scalar}"
+
+    seeds = [bytes([i]) * 32 for i in (1, 2, 3)]
+    for cfg in (MaskConfig.mcu(2, 10), MaskConfig.mcu(0, 20, wide=True)):
+        starts = [0, 0xFFFFFFFF, 0x80000000, 2 ** 64 - 1, 0x80000000FFFFFFFF, 0xFFFFFFFF00000000]
+        agg = upet_mask.MaskAggregator(cfg.to_bytes(), 48)
+        values = [starts[i % len(starts)] % cfg.order for i in range(48)]
+        agg.words[:] = b"".join(v.to_bytes(cfg.bytes_per_number, "little") for v in values)
+        for seed in seeds:
+            agg.add_seed(seed)
+        mask = derive_mask(seeds[0], 48, cfg)
+        for seed in seeds[1:]:
+            other = derive_mask(seed, 48, cfg)
+            mask.vect.data, mask.unit.data = mask.vect.data + other.vect.data, mask.unit.data + other.unit.data
+        want = [(v + int(k)) % cfg.order for v, k in zip(values, mask.vect.data.tolist())]
+        got = [int.from_bytes(agg.words[i * cfg.bytes_per_number:(i + 1) * cfg.bytes_per_number], "little")
+               for i in range(48)]
+        assert got == want, cfg.name
+        assert agg.unit == mask.unit.data % cfg.order
+
+    seed = bytes(range(32))
+    ctx = upet_mask._context(seed, upet_mask.MaskConfig(MaskConfig.mcu().to_bytes()))
+    ctx[12] = 0xFFFFFFFF  # the next block is 2^32 - 1, the one after it 2^32
+    out = _Array("I", bytes(4 * 40))
+    chacha.words(ctx, out, 40)
+    assert list(out) == keystream_words(seed, (2 ** 32 - 1) * 16, 40).tolist()
+    assert (ctx[12], ctx[13]) == (2, 1)  # three blocks drawn: the counter reads 2^32 + 2

@@ -196,15 +196,15 @@ def mask(ctx: ptr32, src: ptr32, dst: ptr32, n: int) -> int:
                     ml = (mant << k) & m; mh = mant >> (32 - k)
                 else:
                     mh = mant << (k - 32)
-            # value = offset -+ magnitude; W32 needs the low word only.
+            # value = offset -+ magnitude, magnitude < offset = 2^(bits-1-m): the sum never
+            # carries between the halves, the difference borrows; W32 needs the low word only.
             if neg:
                 vl = offl - ml
                 if wide:
                     vh = offh - mh - (((((~offl) & ml) | ((~(offl ^ ml)) & vl)) >> 31) & 1)
             else:
                 vl = offl + ml
-                if wide:
-                    vh = offh + mh + ((((offl & ml) | ((offl | ml) & ~vl)) >> 31) & 1)
+                vh = offh + mh
             vl &= m
         if pos == 16:
             block(ctx)
