@@ -173,7 +173,8 @@ def test_config_byte_round_trip():
 # -- fixed point ----------------------------------------------------------------------------
 
 _F32_CONFIGS = [c for c in catalogue() if c.data_type is DataType.F32 and c.order < 1 << 63]
-_F32_CONFIGS += [DEFAULT_MCU_CONFIG, MaskConfig.mcu(0, 20, wide=True), MaskConfig.mcu(8, 4)]
+_F32_CONFIGS += [DEFAULT_MCU_CONFIG, MaskConfig.mcu(0, 20, wide=True), MaskConfig.mcu(8, 4),
+                 MaskConfig.mcu(0, 0, wide=True), MaskConfig.mcu(5, 0), MaskConfig.mcu(0, 62, wide=True)]
 
 float32s = st.floats(width=32, allow_nan=False, allow_infinity=False)
 scalars = st.one_of(st.just(1.0), st.floats(0, 1e3, allow_nan=False), st.sampled_from([0.5, 1 / 3, 1e-9]))

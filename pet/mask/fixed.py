@@ -105,12 +105,14 @@ def _fixed_mcu(weights: np.ndarray, scalar: Fraction, config: MaskConfig) -> np.
     scaled[np.abs(x) < np.finfo(np.float32).tiny] = 0.0  # subnormals count as zero
     shift = 1 << config.fraction_bits
     scaled *= float(shift)  # exact: a power of two
-    limit = float(config.add_shift) * shift
-    np.clip(scaled, -limit, limit, out=scaled)
+    limit = int(config.add_shift) * shift  # up to 2^63 (W64, m = 0): work in uint64
+    np.clip(scaled, -float(limit), float(limit), out=scaled)
     np.floor(scaled, out=scaled)
-    v = scaled.astype(np.int64) + int(limit)
-    np.minimum(v, _mcu_cap(config), out=v)
-    return v.view(np.uint64)
+    top = scaled >= limit  # x = +B: only the cap is representable
+    scaled[top] = 0.0
+    v = scaled.astype(np.int64).view(np.uint64) + np.uint64(limit)  # two's complement + 2^k wraps right
+    v[top] = _mcu_cap(config)
+    return np.minimum(v, np.uint64(_mcu_cap(config)))
 
 
 def _fixed_limbs(weights: np.ndarray, scalar: Fraction, config: MaskConfig) -> np.ndarray:
