@@ -1,0 +1,5 @@
+"""`python -m gateway`: the same as `pet-gateway`."""
+
+from gateway.cli import main
+
+raise SystemExit(main())

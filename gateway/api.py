@@ -1,0 +1,107 @@
+"""The coordinator's HTTP API as the gateway uses it (docs/coordinator.md section 5).
+
+Every answer is sorted into two kinds: a verdict on the message (final: the
+uplink leaves the queue), or `Unavailable` (the coordinator could not judge it:
+no connection, a timeout, 5xx, or an answer that is not a verdict; the uplink
+stays queued and is sent again later).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import urllib.parse
+
+import aiohttp
+
+from gateway.metrics import Metrics
+from pet.verdict import ACCEPTED, Verdict
+
+
+class Unavailable(Exception):
+    """The coordinator did not give a usable answer; try again later."""
+
+
+class CoordinatorApi:
+    def __init__(self, url: str, token: str, timeout: float, metrics: Metrics):
+        self.url = url.rstrip("/")
+        self.headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.timeout = aiohttp.ClientTimeout(total=timeout)
+        self.metrics = metrics
+        self._session: aiohttp.ClientSession | None = None
+        self.up: bool | None = None  # did the last request get an answer? None: no request yet
+
+    async def start(self) -> None:
+        self._session = aiohttp.ClientSession(timeout=self.timeout, headers=self.headers)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def post_message(self, payload: bytes) -> Verdict:
+        """The coordinator's verdict on one sealed message or chunk."""
+        started = time.monotonic()
+        status, body = await self._request("POST", "/message", payload)
+        self.metrics.latency.observe(time.monotonic() - started)
+        if 200 <= status < 300:
+            return ACCEPTED
+        if 400 <= status < 500 and status != 401:
+            verdict = _verdict(body)
+            if verdict is not None:
+                return verdict
+        # 401: the gateway's own token is wrong, not the device's fault; anything else is not
+        # a verdict (a proxy's error page, a wrong URL): keep the message and retry.
+        self.metrics.coordinator_errors.labels("/message").inc()
+        raise Unavailable(f"POST /message: HTTP {status} {body[:200].decode(errors='replace')!r}")
+
+    async def get(self, path: str) -> bytes | None:
+        """The body of a GET, None for 204 (not available in this phase)."""
+        status, body = await self._request("GET", path)
+        if status == 204:
+            return None
+        if status != 200:
+            self.metrics.coordinator_errors.labels(path.split("?")[0]).inc()
+            raise Unavailable(f"GET {path}: HTTP {status}")
+        return body
+
+    async def status(self) -> dict:
+        body = await self.get("/status")
+        try:
+            return json.loads(body or b"")
+        except ValueError:
+            raise Unavailable("GET /status: not JSON") from None
+
+    async def seeds(self, sum_pk: bytes) -> bytes | None:
+        pk = urllib.parse.quote(base64.b64encode(sum_pk).decode(), safe="")
+        return await self.get(f"/seeds?pk={pk}")
+
+    async def _request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
+        headers = {"Content-Type": "application/octet-stream"} if body is not None else None
+        try:
+            async with self._session.request(method, self.url + path, data=body, headers=headers) as r:
+                data = await r.read()
+        except (aiohttp.ClientError, TimeoutError, OSError) as e:
+            self._set_up(False)
+            self.metrics.coordinator_errors.labels(path.split("?")[0]).inc()
+            raise Unavailable(f"{method} {path}: {type(e).__name__}: {e}") from None
+        self._set_up(r.status < 500)
+        if r.status >= 500:
+            self.metrics.coordinator_errors.labels(path.split("?")[0]).inc()
+            raise Unavailable(f"{method} {path}: HTTP {r.status}")
+        return r.status, data
+
+    def _set_up(self, up: bool) -> None:
+        self.up = up
+        self.metrics.coordinator_up.set(int(up))
+
+
+def _verdict(body: bytes) -> Verdict | None:
+    """A verdict JSON body, or None when the body is not one."""
+    try:
+        d = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(d, dict) or d.get("accepted") is not False or not isinstance(d.get("reason"), str):
+        return None
+    return Verdict(False, d["reason"], str(d.get("detail", "")))

@@ -1,0 +1,471 @@
+"""The gateway against a real mosquitto and the real coordinator.
+
+Simulated devices are reference participants (pet.participant) whose transport
+is MQTT: they read the retained round topics and publish sealed messages on
+their uplink topic, waiting for the ack that carries their message id. So the
+tests see exactly what a device sees.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import tomllib
+import urllib.request
+import uuid
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import paho.mqtt.client as paho
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from gateway.app import Gateway
+from gateway.cli import main as gateway_main
+from gateway.queue import DUPLICATE, FULL, QUEUED, Incoming, UplinkQueue
+from gateway.relay import Backoff
+from gateway.settings import GatewaySettings, Settings, SettingsError, load_settings
+from pet.crypto import SigningKeyPair
+from pet.participant import Participant, TransportError, Verdict
+from pet.sortition import Task, select_task
+from pet.wire import RoundParameters, SumDict, UpdateSeedDict
+from tests.conftest import _free_port
+from tests.coordinator_harness import App, RunningCoordinator, fast_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def broker_address(url: str) -> tuple[str, int]:
+    host, port = url.removeprefix("mqtt://").rsplit(":", 1)
+    return host, int(port)
+
+
+def wait_for(condition, timeout: float = 20.0, what: str = "condition", pause: float = 0.02):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(pause)
+
+
+# -- the gateway, in this process or as `python -m gateway` -----------------------------------
+
+def gateway_env(broker: tuple[str, int], coordinator_url: str, queue_path: Path, prefix: str,
+                gateway_id: str = "site-a", **overrides) -> dict[str, str]:
+    env = {"PET__GATEWAY__ID": gateway_id, "PET__MQTT__HOST": broker[0],
+           "PET__MQTT__PORT": str(broker[1]), "PET__MQTT__PREFIX": prefix,
+           "PET__COORDINATOR__URL": coordinator_url, "PET__COORDINATOR__POLL_INTERVAL": "0.1",
+           "PET__COORDINATOR__TIMEOUT": "5", "PET__QUEUE__PATH": str(queue_path),
+           "PET__QUEUE__RETRY_MIN": "0.1", "PET__QUEUE__RETRY_MAX": "0.5",
+           "PET__HTTP__BIND": "127.0.0.1:0", "PET__LOG__LEVEL": "debug"}
+    for key, value in overrides.items():
+        env["PET__" + key.replace(".", "__").upper()] = str(value)
+    return env
+
+
+class RunningGateway:
+    """A Gateway in its own event loop thread."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.loop = asyncio.new_event_loop()
+        self.gateway: Gateway | None = None
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.gateway = self.call(self._start())
+        wait_for(self.gateway.link.connected.is_set, what="the gateway to connect to the broker")
+
+    async def _start(self) -> Gateway:
+        gateway = Gateway(self.settings)
+        await gateway.start()
+        return gateway
+
+    def call(self, coro, timeout: float = 30):
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def metric(self, name: str, **labels) -> float:
+        return self.gateway.metrics.registry.get_sample_value(name, labels) or 0.0
+
+    def stop(self):
+        self.call(self.gateway.stop())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+class Service:
+    """`python -m <module>` with these arguments and PET__ variables, waiting for `ready`."""
+
+    def __init__(self, module: str, args: list[str], env: dict[str, str], log: Path, ready: str):
+        self.module, self.args, self.log, self.ready = module, args, log, ready
+        self.env = {k: v for k, v in os.environ.items() if not k.upper().startswith("PET__")} | env
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 20.0) -> "Service":
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen([sys.executable, "-m", self.module, *self.args], cwd=ROOT,
+                                         env=self.env, stdin=subprocess.DEVNULL, stdout=out,
+                                         stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while http_get(self.ready) is None:
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.kill()
+                pytest.fail(f"{self.module} did not come up:\n{self.log.read_text()[-3000:]}")
+            time.sleep(0.05)
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown code runs, as in a crash or a power cut."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+
+def http_get(url: str) -> bytes | None:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return r.read()
+    except OSError:
+        return None
+
+
+def metric(text: str, name: str, **labels) -> float:
+    """One sample of Prometheus text; 0 when absent."""
+    want = name + ("{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}" if labels else "")
+    for line in text.splitlines():
+        if line.startswith(want + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+# -- devices --------------------------------------------------------------------------------
+
+class Device:
+    """A device's MQTT client: the retained round topics as they arrive, its own acks
+    (and whatever `watch` matches, to see what the broker holds)."""
+
+    def __init__(self, broker: tuple[str, int], prefix: str, pk: bytes, watch: str = ""):
+        self.prefix, self.pk_hex = prefix, pk.hex()
+        self.retained: dict[str, bytes] = {}
+        self.acks: list[dict] = []
+        self.cond = threading.Condition()
+        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"dev-{uuid.uuid4().hex[:8]}")
+        self.client.on_message = self._on_message
+        subscribed = threading.Event()
+        self.client.on_subscribe = lambda *a: subscribed.set()
+        self.client.connect(*broker)
+        self.client.loop_start()
+        self.client.subscribe([(f"{prefix}/round/params", 1), (f"{prefix}/round/sums", 1),
+                               (f"{prefix}/round/seeds/{self.pk_hex}", 1), (f"{prefix}/model/global", 1),
+                               (f"{prefix}/dev/{self.pk_hex}/ack", 1)] + ([(watch, 1)] if watch else []))
+        assert subscribed.wait(10)
+
+    def _on_message(self, client, userdata, msg):
+        with self.cond:
+            if msg.topic.endswith("/ack"):
+                self.acks.append(json.loads(msg.payload))
+            elif msg.payload:
+                self.retained[msg.topic] = bytes(msg.payload)
+            else:
+                self.retained.pop(msg.topic, None)
+            self.cond.notify_all()
+
+    def topic(self, name: str) -> bytes | None:
+        with self.cond:
+            return self.retained.get(f"{self.prefix}/{name}")
+
+    def publish(self, payload: bytes, topic: str | None = None) -> str:
+        """Publish an uplink (QoS 1); returns its message id."""
+        self.client.publish(topic or f"{self.prefix}/dev/{self.pk_hex}/msg", payload, qos=1)
+        return hashlib.sha256(payload).hexdigest()[:16]
+
+    def ack(self, msg: str, timeout: float) -> dict | None:
+        with self.cond:
+            self.cond.wait_for(lambda: any(a["msg"] == msg for a in self.acks), timeout)
+            return next((a for a in self.acks if a["msg"] == msg), None)
+
+    def close(self):
+        self.client.disconnect()  # wakes paho's thread, so loop_stop() need not wait for it
+        self.client.loop_stop()
+
+
+class MqttTransport:
+    """pet.participant's Transport over the gateway's topics (docs/protocol.md section 6)."""
+
+    def __init__(self, device: Device, ack_timeout: float = 10.0):
+        self.device = device
+        self.ack_timeout = ack_timeout
+        self.sent: list[str] = []
+
+    def params(self):
+        raw = self.device.topic("round/params")
+        return RoundParameters.from_bytes(raw) if raw else None
+
+    def sums(self):
+        raw = self.device.topic("round/sums")
+        return SumDict.from_bytes(raw) if raw else None
+
+    def seeds(self, sum_pk: bytes):
+        raw = self.device.topic(f"round/seeds/{sum_pk.hex()}")
+        return UpdateSeedDict.from_bytes(raw) if raw else None
+
+    def model(self):
+        raw = self.device.topic("model/global")
+        if not raw:
+            return None
+        return [float(w) for w in np.frombuffer(raw[12:], dtype="<f4")]
+
+    def send(self, sealed: bytes) -> Verdict:
+        msg = self.device.publish(sealed)
+        self.sent.append(msg)
+        ack = self.device.ack(msg, self.ack_timeout)
+        if ack is None:
+            raise TransportError(f"no ack for {msg} within {self.ack_timeout} s")
+        return Verdict(ack["accepted"], ack["reason"], ack["detail"])
+
+
+def make_devices(broker, prefix: str, count: int, first_key: int = 1, ack_timeout: float = 10.0):
+    """(participant, app, device) triples with fixed keys and models."""
+    fleet = []
+    for i in range(count):
+        keys = SigningKeyPair.from_seed((first_key + i).to_bytes(32, "little"))
+        device = Device(broker, prefix, keys.public_key)
+        app = App(first_key + i, scalar=1.0 / (1 + i % 3))
+        fleet.append((Participant(MqttTransport(device, ack_timeout), app.train, keys=keys), app, device))
+    return fleet
+
+
+class Fleet:
+    """Every participant steps in a thread of its own, as devices do."""
+
+    def __init__(self, fleet):
+        self.fleet = fleet
+        self.stop_event = threading.Event()
+        self.threads = [threading.Thread(target=p.run, args=(self.stop_event, 0.02, 0.2), daemon=True)
+                        for p, _, _ in fleet]
+        for t in self.threads:
+            t.start()
+
+    def stop(self):
+        self.stop_event.set()
+        for t in self.threads:
+            t.join(60)
+        for _, _, device in self.fleet:
+            device.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def weighted_average(apps, seed) -> tuple[np.ndarray, int]:
+    senders = [app for app in apps if seed in app.given]
+    total = sum(app.scalar for app in senders)
+    return sum(app.scalar * app.given[seed].astype(np.float64) for app in senders) / total, len(senders)
+
+
+@pytest.fixture
+def prefix() -> str:
+    """A topic prefix of this test's own on the shared broker."""
+    return f"t-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def broker(mosquitto_url) -> tuple[str, int]:
+    return broker_address(mosquitto_url)
+
+
+def sum_key(params: RoundParameters) -> SigningKeyPair:
+    for i in range(1, 500):
+        keys = SigningKeyPair.from_seed((7000 + i).to_bytes(32, "little"))
+        if select_task(keys, params.seed, params.sum, params.update).task is Task.SUM:
+            return keys
+    raise AssertionError("no sum participant")
+
+
+# -- uplinks and verdicts --------------------------------------------------------------------
+
+def test_uplinks_get_verdicts_and_malformed_input_is_refused(broker, prefix, tmp_path):
+    settings = fast_settings(**{"pet.sum.time.min": 30, "pet.sum.time.max": 60})
+    with RunningCoordinator(settings) as c, RunningGateway(load_settings(env=gateway_env(
+            broker, c.url, tmp_path / "q.db", prefix, **{"queue.max_message_bytes": 4096}))) as gw:
+        observer = Device(broker, prefix, bytes(32))
+        wait_for(lambda: observer.topic("round/params") is not None, what="the round parameters")
+        params = RoundParameters.from_bytes(observer.topic("round/params"))
+
+        # a real Sum message from a sum participant: accepted
+        keys = sum_key(params)
+        device = Device(broker, prefix, keys.public_key)
+        p = Participant(MqttTransport(device), lambda *a: None, keys=keys)
+        wait_for(lambda: p.step() and p.phase.value == "sum2", what="the Sum message to be accepted")
+        assert device.acks[-1] == {"accepted": True, "reason": "", "detail": "", "msg": p.transport.sent[-1]}
+
+        # garbage: the coordinator cannot open it
+        msg = device.publish(b"\x01" * 300)
+        ack = device.ack(msg, 10)
+        assert ack["accepted"] is False and ack["reason"] == "undecryptable"
+
+        # refused by the gateway itself: empty and oversized payloads
+        assert device.ack(device.publish(b""), 10)["reason"] == "malformed"
+        big = device.ack(device.publish(b"\x02" * 5000), 10)
+        assert big["reason"] == "too_large" and "at most 4096" in big["detail"]
+
+        # topics that name no device: counted, no ack, and the gateway goes on
+        for topic in (f"{prefix}/dev/xyz/msg", f"{prefix}/dev/{'AB' * 32}/msg", f"{prefix}/dev/{'0' * 63}/msg"):
+            device.publish(b"\x03" * 100, topic=topic)
+        wait_for(lambda: gw.metric("pet_gateway_uplinks_dropped_total", reason="bad_topic") == 3,
+                 what="bad topics to be counted")
+        assert device.ack(device.publish(b"\x04" * 200), 10)["reason"] == "undecryptable"
+
+        assert gw.metric("pet_gateway_uplinks_dropped_total", reason="empty") == 1
+        assert gw.metric("pet_gateway_uplinks_dropped_total", reason="too_large") == 1
+        assert gw.metric("pet_gateway_uplinks_relayed_total", verdict="accepted") == 1
+        assert gw.metric("pet_gateway_uplinks_rejected_total", reason="undecryptable") == 2
+        assert gw.metric("pet_gateway_queue_messages") == 0
+        assert c.status()["sum_participants"] == 1
+        health = json.loads(http_get(f"http://127.0.0.1:{gw.gateway.http_port}/health"))
+        assert health["mqtt_connected"] and health["coordinator_up"] and health["queued"] == 0
+        metrics = http_get(f"http://127.0.0.1:{gw.gateway.http_port}/metrics").decode()
+        assert metric(metrics, "pet_gateway_uplinks_dropped_total", reason="bad_topic") == 3
+        device.close()
+        observer.close()
+
+
+# -- rounds through MQTT ---------------------------------------------------------------------
+
+def model_topic_weights(device: Device) -> tuple[int, np.ndarray] | None:
+    raw = device.topic("model/global")
+    if not raw:
+        return None
+    round_id, length = int.from_bytes(raw[:8], "little"), int.from_bytes(raw[8:12], "little")
+    assert len(raw) == 12 + 4 * length
+    return round_id, np.frombuffer(raw[12:], dtype="<f4")
+
+
+def test_a_round_through_mqtt_delivers_the_global_model(broker, prefix, tmp_path):
+    with RunningCoordinator(fast_settings()) as c, RunningGateway(load_settings(env=gateway_env(
+            broker, c.url, tmp_path / "q.db", prefix))) as gw:
+        fleet = make_devices(broker, prefix, 10)
+        observer = Device(broker, prefix, bytes(32))
+        watcher = Device(broker, prefix, bytes(32), watch=f"{prefix}/round/#")
+        with Fleet(fleet):
+            wait_for(lambda: c.status()["phase"] == "sum2", what="Sum2")
+            wait_for(lambda: watcher.topic("round/sums") is not None, what="the sums topic")
+            round_sums = watcher.topic("round/sums")
+            wait_for(lambda: model_topic_weights(observer) is not None, what="the global model topic")
+        round_id, weights = model_topic_weights(observer)
+        latest = c.status()["latest_model"]
+        assert round_id == latest["round_id"]
+        assert np.array_equal(weights, np.frombuffer(c.call(c.coordinator.model_bytes("f32"))[12:], "<f4"))
+        apps = [app for _, app, _ in fleet]
+        (seed,) = {s for app in apps for s in app.given}
+        average, senders = weighted_average(apps, seed)
+        assert senders == latest["updates"] >= 3
+        assert np.allclose(weights, average, atol=1e-4)
+        # the next round is on: the last round's sum dict and seed columns were cleared
+        wait_for(lambda: watcher.topic("round/sums") != round_sums
+                 and not any("/round/seeds/" in t for t in watcher.retained),
+                 what="the sum dict and seed columns of the last round to be cleared")
+        assert gw.metric("pet_gateway_downlink_publishes_total", topic="seeds") == latest["sums"]
+        assert gw.metric("pet_gateway_downlink_publishes_total", topic="clear") >= 1 + latest["sums"]
+        assert gw.metric("pet_gateway_queue_messages") == 0
+        observer.close()
+
+
+# -- the queue, backoff and settings on their own -----------------------------------------------
+
+def test_queue_is_bounded_keeps_order_and_stores_a_payload_once(tmp_path):
+    q = UplinkQueue(tmp_path / "q.db", max_messages=3, max_bytes=250)
+    dev = "ab" * 32
+    assert q.put([Incoming(dev, b"a" * 100), Incoming(dev, b"b" * 100), Incoming(dev, b"a" * 100)],
+                 b"k" * 32) == [QUEUED, QUEUED, DUPLICATE]
+    assert q.put([Incoming(dev, b"c" * 100)], None) == [FULL]          # 300 bytes > 250
+    assert q.put([Incoming(dev, b"d" * 10), Incoming(dev, b"e")], None) == [QUEUED, FULL]  # 4 > 3
+    head = q.head(10)
+    assert [u.payload[:1] for u in head] == [b"a", b"b", b"d"]
+    assert head[0].round_pk == b"k" * 32 and head[2].round_pk is None
+    assert head[0].msg == hashlib.sha256(b"a" * 100).hexdigest()[:16]
+    q.remove([head[0].id])
+    q.close()
+    again = UplinkQueue(tmp_path / "q.db", max_messages=3, max_bytes=250)  # a restart
+    assert (again.count, again.bytes) == (2, 110)
+    assert [u.payload[:1] for u in again.head(10)] == [b"b", b"d"]
+    assert again.put([Incoming(dev, b"a" * 100)], None) == [QUEUED]  # answered before: a new uplink
+
+
+def test_backoff_grows_to_its_cap_with_jitter():
+    b = Backoff(0.5, 4.0)
+    delays = [b.next() for _ in range(20)]
+    assert all(0.5 <= d <= 4.0 for d in delays)
+    assert delays[0] <= 0.5 and max(delays[5:]) > 2.0 and len(set(delays[5:])) > 1
+    b.reset()
+    assert b.next() == 0.5
+
+
+def test_gateway_settings(tmp_path):
+    s = load_settings(env={"PET__GATEWAY__ID": "site-7"})
+    assert s.client_id == "pet-gateway-site-7" and s.queue.path == "pet-data/gateway-site-7.db"
+    assert (s.mqtt.prefix, s.mqtt.port, s.coordinator.poll_interval) == ("pet", 1883, 0.25)
+    path = tmp_path / "gateway.toml"
+    path.write_text('[gateway]\nid = "north"\n[mqtt]\nhost = "broker.local"\nclient_id = "gw-n"\n'
+                    '[mqtt.tls]\nenabled = true\n[coordinator]\ntoken = "t0k"\n[queue]\npath = "/q.db"\n')
+    s = load_settings(path, env={"PET__MQTT__PORT": "8883", "PET__COORDINATOR__TOKEN": "123"})
+    assert (s.gateway.id, s.mqtt.host, s.mqtt.port, s.client_id) == ("north", "broker.local", 8883, "gw-n")
+    assert s.mqtt.tls.enabled and s.coordinator.token == "123" and s.queue.path == "/q.db"
+    assert 'token = "***"' in s.to_toml() and "123" not in s.to_toml()
+
+    def error(**env) -> str:
+        with pytest.raises(SettingsError) as info:
+            load_settings(env=env)
+        return str(info.value)
+
+    assert "did you mean mqtt.prefix?" in error(PET__MQTT__PREFX="x")
+    assert "mqtt.prefix must be topic levels" in error(PET__MQTT__PREFIX="pet/#")
+    assert "gateway.id must be" in error(PET__GATEWAY__ID="a/b")
+    assert "coordinator.url must start with http://" in error(PET__COORDINATOR__URL="localhost:8081")
+    assert "queue.retry_min must be <= queue.retry_max" in error(PET__QUEUE__RETRY_MIN="60")
+    assert "mqtt.tls.ca_file: no such file" in error(PET__MQTT__TLS__CA_FILE="/nonexistent/ca.crt")
+    assert error(PET__MQTT__PORT="x").startswith("environment variable PET__MQTT__PORT: mqtt.port must be an integer")
+
+
+def test_cli_checks_and_prints_the_settings(tmp_path, capsys, monkeypatch):
+    for name in [n for n in os.environ if n.upper().startswith("PET__")]:
+        monkeypatch.delenv(name)
+    example = ROOT / "examples" / "gateway.toml"
+    assert gateway_main(["--config", str(example), "--check"]) == 0
+    assert capsys.readouterr().out == "configuration OK\n"
+    s = load_settings(example, env={})
+    defaults = Settings()
+    assert s == replace(defaults, gateway=GatewaySettings("site1"),
+                        queue=replace(defaults.queue, path="pet-data/gateway-site1.db"))
+    documented = tomllib.loads(example.read_text())
+    documented["queue"]["path"] = s.queue.path  # commented out in the example
+    assert documented == tomllib.loads(s.to_toml())  # every key is in the example
+    monkeypatch.setenv("PET__QUEUE__MAX_MESSAGES", "0")
+    assert gateway_main(["--check"]) == 2
+    assert "queue.max_messages must be >= 1, got 0" in capsys.readouterr().err
+    monkeypatch.delenv("PET__QUEUE__MAX_MESSAGES")
+    assert gateway_main(["--print-config", "--log-level", "debug"]) == 0
+    assert 'level = "debug"' in capsys.readouterr().out
+    out = subprocess.run([sys.executable, "-m", "gateway", "--help"], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0 and "PET__<SECTION>__<KEY>" in out.stdout
