@@ -46,7 +46,7 @@ class Downlink:
         self._wanted: dict[str, bytes] = {}    # topic -> what it should hold now
         self._on_broker: dict[str, bytes] = {}  # topic -> what the broker holds, as far as we know
         self._lock = threading.Lock()           # _on_broker is also written on paho's thread
-        self._seen: tuple | None = None         # (round, phase, model) of the last refresh
+        self._seen: tuple | None = None         # (round, phase, start, model) of the last refresh
         self._model, self._model_key = b"", None  # the latest global model and its (round, time)
         self._ratelog = RateLimitedLog(log, interval=10.0)
 
@@ -83,7 +83,8 @@ class Downlink:
         self.status = status
         model = status.get("latest_model") or {}
         model_key = (model.get("round_id"), model.get("created")) if model else None
-        seen = (status.get("round_id"), status.get("phase"), model_key)
+        # phase_started too: a coordinator that started afresh is in round 1 again
+        seen = (status.get("round_id"), status.get("phase"), status.get("phase_started"), model_key)
         if seen == self._seen:
             return
         wanted: dict[str, bytes] = {}

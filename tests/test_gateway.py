@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -148,12 +149,75 @@ def http_get(url: str) -> bytes | None:
 
 
 def metric(text: str, name: str, **labels) -> float:
-    """One sample of Prometheus text; 0 when absent."""
-    want = name + ("{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}" if labels else "")
+    """The sum of the samples of a metric in Prometheus text whose labels include these."""
+    total = 0.0
     for line in text.splitlines():
-        if line.startswith(want + " "):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
+        if not line.startswith(name) or line.startswith("#"):
+            continue
+        series, value = line.rsplit(" ", 1)
+        metric_name, _, label_text = series.partition("{")
+        found = dict(part.split("=", 1) for part in label_text.rstrip("}").split(",") if part)
+        if metric_name == name and all(found.get(k) == f'"{v}"' for k, v in labels.items()):
+            total += float(value)
+    return total
+
+
+class Switch:
+    """A TCP relay to a local port that can be cut: while cut, every connection is closed at
+    once, as if the far side were down. `target` may change to reach another server."""
+
+    def __init__(self, target: int):
+        self.target = target
+        self.cut = False
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._live: list[socket.socket] = []
+        self._lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def set_cut(self, cut: bool) -> None:
+        self.cut = cut
+        if cut:
+            with self._lock:
+                for s in self._live:
+                    s.close()
+                self._live.clear()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            try:
+                if self.cut:
+                    raise OSError("cut")
+                upstream = socket.create_connection(("127.0.0.1", self.target), timeout=5)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._live += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self.set_cut(True)
+        self.server.close()
 
 
 # -- devices --------------------------------------------------------------------------------
@@ -469,3 +533,176 @@ def test_cli_checks_and_prints_the_settings(tmp_path, capsys, monkeypatch):
     assert 'level = "debug"' in capsys.readouterr().out
     out = subprocess.run([sys.executable, "-m", "gateway", "--help"], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0 and "PET__<SECTION>__<KEY>" in out.stdout
+
+
+# -- faults ------------------------------------------------------------------------------------
+
+COORDINATOR_ENV = {
+    "PET__PET__SUM__PROB": "0.25", "PET__PET__UPDATE__PROB": "1.0",
+    "PET__PET__SUM__TIME__MIN": "1", "PET__PET__SUM__TIME__MAX": "10",
+    "PET__PET__UPDATE__COUNT__MIN": "3", "PET__PET__UPDATE__TIME__MAX": "60",
+    "PET__PET__SUM2__TIME__MIN": "0.3", "PET__PET__SUM2__TIME__MAX": "20",
+    "PET__MODEL__LENGTH": "40",
+}
+
+
+def updaters_of(fleet, params: RoundParameters) -> list:
+    """The (participant, app, device) triples that sortition makes update participants."""
+    return [f for f in fleet if select_task(f[0].keys, params.seed, params.sum, params.update).task is Task.UPDATE]
+
+
+def coordinator_status(url: str) -> dict:
+    return json.loads(http_get(url + "/status") or b"{}")
+
+
+def test_uplinks_sent_while_the_coordinator_is_down_reach_it_once(broker, prefix, tmp_path):
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    # Update lasts at least 16 s: the outage (10 s) and the restart fit in, so the phase
+    # cannot end before the queued updates are in.
+    coordinator = Service("coordinator", ["--port", str(port), "--data-dir", str(tmp_path / "data")],
+                          COORDINATOR_ENV | {"PET__PET__UPDATE__TIME__MIN": "16"},
+                          tmp_path / "coordinator.log", url + "/healthz").start()
+    try:
+        with RunningGateway(load_settings(env=gateway_env(broker, url, tmp_path / "q.db", prefix))) as gw:
+            fleet = make_devices(broker, prefix, 10, ack_timeout=60)  # devices wait, never resend
+            for _, app, _ in fleet:
+                app.ready = False
+            observer = Device(broker, prefix, bytes(32))
+            with Fleet(fleet):
+                wait_for(lambda: observer.topic("round/sums") is not None, what="the Update phase")
+                params = RoundParameters.from_bytes(observer.topic("round/params"))
+                updaters = updaters_of(fleet, params)
+                coordinator.kill()
+                down = time.monotonic()
+                for _, app, _ in fleet:
+                    app.ready = True
+                wait_for(lambda: gw.metric("pet_gateway_queue_messages") == len(updaters),
+                         what="every update to wait in the gateway's queue")
+                time.sleep(max(0.0, 10 - (time.monotonic() - down)))
+                assert gw.metric("pet_gateway_queue_messages") == len(updaters)
+                assert all(device.acks == [] for _, _, device in updaters)  # no verdict yet
+                coordinator.start()
+                wait_for(lambda: gw.metric("pet_gateway_queue_messages") == 0, what="the queue to drain")
+                wait_for(lambda: coordinator_status(url).get("latest_model"), timeout=30, what="the model")
+            latest = coordinator_status(url)["latest_model"]
+            metrics = http_get(url + "/metrics").decode()  # the restarted process: every update
+        assert latest["updates"] == len(updaters) >= 3
+        assert metric(metrics, "pet_messages_total", phase="update", verdict="accepted") == len(updaters)
+        assert metric(metrics, "pet_messages_total", phase="update", verdict="rejected") == 0
+        assert gw.metric("pet_gateway_uplinks_relayed_total", verdict="accepted") >= len(updaters)
+        assert gw.metric("pet_gateway_coordinator_errors_total", route="/message") >= 1
+        assert all(len(device.acks) == 1 and device.acks[0]["accepted"] for _, _, device in updaters)
+        average, senders = weighted_average([app for _, app, _ in fleet], params.seed)
+        model = np.frombuffer(http_get(url + "/model?format=f32")[12:], "<f4")
+        assert senders == len(updaters) and np.allclose(model, average, atol=1e-4)
+        observer.close()
+    finally:
+        coordinator.kill()
+
+
+def test_a_gateway_killed_mid_round_loses_and_repeats_nothing(broker, prefix, tmp_path):
+    settings = fast_settings(**{"pet.sum.prob": 0.25, "pet.update.prob": 1.0, "pet.sum.time.min": 1,
+                                "pet.update.time.min": 8, "pet.update.time.max": 60})
+    with RunningCoordinator(settings) as c:
+        switch = Switch(c.port)  # cut: the gateway cannot reach the coordinator
+        http_port = _free_port()
+        env = gateway_env(broker, switch.url, tmp_path / "q.db", prefix, **{"http.bind": f"127.0.0.1:{http_port}"})
+        gateway = Service("gateway", [], env, tmp_path / "gateway.log", f"http://127.0.0.1:{http_port}/health")
+        gateway_metrics = lambda: http_get(f"http://127.0.0.1:{http_port}/metrics").decode()  # noqa: E731
+        gateway.start()
+        fleet = make_devices(broker, prefix, 10, ack_timeout=60)
+        for _, app, _ in fleet:
+            app.ready = False
+        observer = Device(broker, prefix, bytes(32), watch=f"{prefix}/gw/site-a/status")
+        try:
+            with Fleet(fleet):
+                wait_for(lambda: observer.topic("round/sums") is not None, what="the Update phase")
+                assert observer.topic("gw/site-a/status") == b"online"
+                params = RoundParameters.from_bytes(observer.topic("round/params"))
+                updaters = updaters_of(fleet, params)
+                first, second = updaters[:len(updaters) // 2], updaters[len(updaters) // 2:]
+                switch.set_cut(True)
+                for _, app, _ in first:  # these wait in the gateway's queue ...
+                    app.ready = True
+                wait_for(lambda: metric(gateway_metrics(), "pet_gateway_queue_messages") == len(first),
+                         what="the first updates to be queued")
+                gateway.kill()
+                wait_for(lambda: observer.topic("gw/site-a/status") == b"offline", what="the last will")
+                for _, app, _ in second:  # ... these in the broker, for the gateway's session
+                    app.ready = True
+                wait_for(lambda: all(p.transport.sent for p, _, _ in second), what="the other updates")
+                time.sleep(0.3)
+                gateway.start()
+                wait_for(lambda: observer.topic("gw/site-a/status") == b"online", what="online again")
+                switch.set_cut(False)
+                wait_for(lambda: c.status()["latest_model"] is not None, timeout=30, what="the model")
+                after_restart = gateway_metrics()
+        finally:
+            gateway.kill()
+            switch.close()
+        latest = c.status()["latest_model"]
+        assert latest["updates"] == len(updaters) >= 3
+        # the restarted gateway relayed every update (from its queue and from the broker) and
+        # then the Sum2 messages, each once
+        assert metric(after_restart, "pet_gateway_uplinks_relayed_total", verdict="accepted") == \
+            len(updaters) + latest["sum2"]
+        assert all(len(device.acks) == 1 and device.acks[0]["accepted"] for _, _, device in updaters)
+        assert c.coordinator.metrics.registry.get_sample_value(
+            "pet_messages_total", {"phase": "update", "verdict": "rejected", "reason": "duplicate"}) is None
+        average, senders = weighted_average([app for _, app, _ in fleet], params.seed)
+        model = np.frombuffer(c.call(c.coordinator.model_bytes("f32"))[12:], "<f4")
+        assert senders == len(updaters) and np.allclose(model, average, atol=1e-4)
+        observer.close()
+
+
+def test_two_sites_serve_one_coordinator(mosquitto_factory, tmp_path):
+    site_a, site_b = mosquitto_factory(), mosquitto_factory()
+    brokers = [(site_a.host, site_a.port), (site_b.host, site_b.port)]
+    with RunningCoordinator(fast_settings()) as c, \
+            RunningGateway(load_settings(env=gateway_env(brokers[0], c.url, tmp_path / "a.db", "pet", "a"))) as a, \
+            RunningGateway(load_settings(env=gateway_env(brokers[1], c.url, tmp_path / "b.db", "pet", "b"))) as b:
+        fleet = make_devices(brokers[0], "pet", 5) + make_devices(brokers[1], "pet", 5, first_key=6)
+        observers = [Device(broker, "pet", bytes(32)) for broker in brokers]
+        with Fleet(fleet):
+            wait_for(lambda: all(model_topic_weights(o) for o in observers), what="the model at both sites")
+        latest = c.status()["latest_model"]
+        (seed,) = {s for _, app, _ in fleet for s in app.given}
+        average, senders = weighted_average([app for _, app, _ in fleet], seed)
+        for observer in observers:
+            round_id, weights = model_topic_weights(observer)
+            assert round_id == latest["round_id"] and np.allclose(weights, average, atol=1e-4)
+            observer.close()
+        assert senders == latest["updates"]
+        # each site relayed its own devices' messages, and only those
+        relayed = [gw.metric("pet_gateway_uplinks_relayed_total", verdict="accepted") for gw in (a, b)]
+        assert all(n > 0 for n in relayed)
+        assert sum(relayed) == sum(len(p.transport.sent) for p, _, _ in fleet)
+
+
+def test_full_queue_refuses_and_a_new_round_drops_what_is_left(broker, prefix, tmp_path):
+    with RunningCoordinator(fast_settings(**{"pet.sum.time.min": 30, "pet.sum.time.max": 60})) as old:
+        switch = Switch(old.port)
+        env = gateway_env(broker, switch.url, tmp_path / "q.db", prefix, **{
+            "queue.max_messages": 2, "queue.retry_min": 2, "queue.retry_max": 2})
+        with RunningGateway(load_settings(env=env)) as gw:
+            device = Device(broker, prefix, bytes(range(32)))
+            wait_for(lambda: device.topic("round/params") is not None, what="the round parameters")
+            switch.set_cut(True)
+            sent = [device.publish(bytes([i]) * 300) for i in range(3)]
+            full = device.ack(sent[2], 10)
+            assert full["reason"] == "queue_full" and full["accepted"] is False
+            assert gw.metric("pet_gateway_uplinks_dropped_total", reason="queue_full") == 1
+            assert gw.metric("pet_gateway_queue_messages") == 2
+            # the coordinator comes back with a new round: what was sealed for the old one is
+            # answered by the gateway and dropped
+            with RunningCoordinator(fast_settings(), key_label=b"another") as new:
+                switch.target = new.port
+                switch.set_cut(False)
+                acks = [device.ack(msg, 10) for msg in sent[:2]]
+                assert all(a["reason"] == "undecryptable" and "round ended" in a["detail"] for a in acks)
+                assert gw.metric("pet_gateway_uplinks_dropped_total", reason="round_ended") == 2
+                wait_for(lambda: gw.metric("pet_gateway_queue_messages") == 0, what="an empty queue")
+                assert new.status()["counters"]["rejected"] == 0  # never forwarded
+            device.close()
+        switch.close()
