@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import sqlite3
 import sys
 
 from gateway.settings import LOG_LEVELS, SettingsError, load_settings
@@ -64,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         run(settings)
     except KeyboardInterrupt:
         return 130
-    except OSError as e:  # the queue's file or the HTTP port
+    except (OSError, sqlite3.Error) as e:  # the queue's file, the HTTP port
         print(f"pet-gateway: {e}", file=sys.stderr)
         return 1
     return 0

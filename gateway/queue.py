@@ -45,10 +45,12 @@ class Uplink:
     payload: bytes
     round_pk: bytes | None
     received: float
+    digest: bytes  # SHA-256 of the payload
 
     @property
     def msg(self) -> str:
-        return message_id(self.payload)
+        """The ack's "msg": the first 16 hex digits of the payload's SHA-256."""
+        return self.digest[:8].hex()
 
 
 @dataclass(frozen=True)
@@ -100,22 +102,30 @@ class UplinkQueue:
             self.count, self.bytes = count, size  # only once committed
         return outcome
 
-    def head(self, limit: int) -> list[Uplink]:
-        """The oldest uplinks, first in first out."""
+    def head(self, limit: int, after: int = 0) -> list[Uplink]:
+        """The oldest uplinks (those after the id `after`), first in first out."""
         with self._lock:
-            rows = self._db.execute("SELECT id, device, payload, round_pk, received FROM uplinks "
-                                    "ORDER BY id LIMIT ?", (limit,)).fetchall()
-        return [Uplink(i, d, bytes(p), bytes(r) if r is not None else None, t) for i, d, p, r, t in rows]
+            rows = self._db.execute("SELECT id, device, payload, round_pk, received, digest FROM uplinks "
+                                    "WHERE id > ? ORDER BY id LIMIT ?", (after, limit)).fetchall()
+        return [Uplink(i, d, bytes(p), bytes(r) if r is not None else None, t, bytes(h))
+                for i, d, p, r, t, h in rows]
 
     def remove(self, ids: list[int]) -> None:
         if not ids:
             return
         marks = ",".join("?" * len(ids))
         with self._lock:
-            with self._transaction():
-                gone, size = self._db.execute(f"SELECT count(*), coalesce(sum(length(payload)), 0) "
-                                              f"FROM uplinks WHERE id IN ({marks})", ids).fetchone()
-                self._db.execute(f"DELETE FROM uplinks WHERE id IN ({marks})", ids)
+            # A removal need not reach the disk at once: lost in a power cut, the uplink is sent
+            # again and answered `duplicate`. The next FULL commit syncs it along anyway.
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            try:
+                with self._transaction():
+                    gone, size = self._db.execute(
+                        f"SELECT count(*), coalesce(sum(length(payload)), 0) FROM uplinks "
+                        f"WHERE id IN ({marks})", ids).fetchone()
+                    self._db.execute(f"DELETE FROM uplinks WHERE id IN ({marks})", ids)
+            finally:
+                self._db.execute("PRAGMA synchronous=FULL")
             self.count, self.bytes = self.count - gone, self.bytes - size
 
     def close(self) -> None:

@@ -154,7 +154,13 @@ class Backoff:
 
 
 class Relay:
-    """Forwards queued uplinks, oldest first, `concurrency` at a time."""
+    """Forwards queued uplinks, oldest first, with at most `concurrency` requests in flight.
+
+    Uplinks are read from the queue in order (a cursor: the newest one handed out) and
+    answered uplinks are removed in batches. When the coordinator cannot answer one, no new
+    ones are sent; once those in flight are done, reading starts again from the oldest
+    uplink still queued, after a backoff delay.
+    """
 
     def __init__(self, queue: UplinkQueue, api: CoordinatorApi, link: MqttLink, metrics: Metrics,
                  concurrency: int, retry_min: float, retry_max: float,
@@ -165,6 +171,10 @@ class Relay:
         self.round_pk = round_pk
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._slots: asyncio.Semaphore | None = None
+        self._in_flight: set[asyncio.Task] = set()
+        self._answered: list[int] = []  # ids answered and acked, not yet removed from the queue
+        self._failed = False            # the coordinator could not answer an uplink
         self._ratelog = RateLimitedLog(log, interval=10.0)
         self.last_error: str | None = None
 
@@ -179,32 +189,69 @@ class Relay:
 
     async def run(self) -> None:
         self._loop = asyncio.get_running_loop()
-        while True:
-            self._wake.clear()
-            batch = await asyncio.to_thread(self.queue.head, self.concurrency)
-            if not batch:
-                try:
-                    await asyncio.wait_for(self._wake.wait(), timeout=1.0)
-                except TimeoutError:
-                    pass
-                continue
-            verdicts = await asyncio.gather(*(self._deliver(u) for u in batch))
-            done = [(u, v) for u, v in zip(batch, verdicts) if v is not None]
-            for uplink, verdict in done:
-                self.link.publish(self.link.topics.ack(uplink.device), ack_payload(verdict, uplink.msg))
-            await asyncio.to_thread(self.queue.remove, [u.id for u, _ in done])
+        self._slots = asyncio.Semaphore(self.concurrency)
+        cursor = 0  # the newest uplink handed out
+        try:
+            while True:
+                if self._failed:
+                    await self._retry_later()
+                    cursor = 0
+                await self._remove_answered()
+                self._wake.clear()
+                batch = await asyncio.to_thread(self.queue.head, 4 * self.concurrency, cursor)
+                if not batch:
+                    try:
+                        await asyncio.wait_for(self._wake.wait(), timeout=1.0)
+                    except TimeoutError:
+                        pass
+                    continue
+                for uplink in batch:
+                    await self._slots.acquire()
+                    if self._failed:
+                        self._slots.release()
+                        break
+                    cursor = uplink.id
+                    task = asyncio.create_task(self._handle(uplink))
+                    self._in_flight.add(task)
+                    task.add_done_callback(self._in_flight.discard)
+        finally:
+            for task in self._in_flight:
+                task.cancel()
+            await asyncio.gather(*self._in_flight, return_exceptions=True)
+            await self._remove_answered()
+
+    async def _retry_later(self) -> None:
+        await asyncio.gather(*self._in_flight, return_exceptions=True)
+        await self._remove_answered()
+        delay = self.backoff.next()
+        self._ratelog.warning("unavailable", "the coordinator cannot take uplinks (%s); %d queued, "
+                              "retrying in %.1f s", self.last_error, self.queue.count, delay)
+        await asyncio.sleep(delay)
+        self._failed = False
+
+    async def _remove_answered(self) -> None:
+        if self._answered:
+            done, self._answered = self._answered, []
+            await asyncio.to_thread(self.queue.remove, done)
             self.metrics.queued.set(self.queue.count)
             self.metrics.queued_bytes.set(self.queue.bytes)
-            if len(done) < len(batch):
-                delay = self.backoff.next()
-                self._ratelog.warning("unavailable", "the coordinator cannot take uplinks (%s); "
-                                      "%d queued, retrying in %.1f s", self.last_error,
-                                      self.queue.count, delay)
-                await asyncio.sleep(delay)
-            else:
-                if self.backoff.failures:
-                    log.info("the coordinator answers again; %d uplinks queued", self.queue.count)
+
+    async def _handle(self, uplink: Uplink) -> None:
+        try:
+            verdict = await self._deliver(uplink)
+            if verdict is None:
+                self._failed = True
+                self._wake.set()
+                return
+            if self.backoff.failures:
+                log.info("the coordinator answers again; %d uplinks queued", self.queue.count)
                 self.backoff.reset()
+            self.link.publish(self.link.topics.ack(uplink.device), ack_payload(verdict, uplink.msg))
+            self._answered.append(uplink.id)
+            if len(self._in_flight) <= 1:  # the last one (this task leaves the set when done)
+                self._wake.set()           # so that run() removes the answered ones now
+        finally:
+            self._slots.release()
 
     async def _deliver(self, uplink: Uplink) -> Verdict | None:
         """The verdict for this uplink, or None when it has to stay queued."""

@@ -67,7 +67,7 @@ class CoordinatorSettings:
     token: str = field(default="", metadata={"secret": True})  # sent as Authorization: Bearer
     timeout: float = 10.0        # seconds for one HTTP request
     poll_interval: float = 0.25  # seconds between two looks at GET /status
-    concurrency: int = 8         # uplinks forwarded at once
+    concurrency: int = 16        # uplinks forwarded at once
 
 
 @dataclass(frozen=True)
@@ -153,6 +153,9 @@ def _validate(s: Settings) -> None:
         value = getattr(m.tls, name)
         require(not value or os.path.isfile(value), f"mqtt.tls.{name}: no such file: {value}",
                 f"mqtt.tls.{name}")
+    require(m.tls.enabled or not (m.tls.ca_file or m.tls.cert_file or m.tls.key_file),
+            "mqtt.tls files are given but mqtt.tls.enabled is false: set it to true to use TLS",
+            "mqtt.tls.enabled")
     require(not m.tls.key_file or bool(m.tls.cert_file),
             "mqtt.tls.key_file is set but mqtt.tls.cert_file is not", "mqtt.tls.key_file")
 

@@ -405,7 +405,7 @@ def test_uplinks_get_verdicts_and_malformed_input_is_refused(broker, prefix, tmp
         assert gw.metric("pet_gateway_uplinks_dropped_total", reason="too_large") == 1
         assert gw.metric("pet_gateway_uplinks_relayed_total", verdict="accepted") == 1
         assert gw.metric("pet_gateway_uplinks_rejected_total", reason="undecryptable") == 2
-        assert gw.metric("pet_gateway_queue_messages") == 0
+        wait_for(lambda: gw.metric("pet_gateway_queue_messages") == 0, what="an empty queue")
         assert c.status()["sum_participants"] == 1
         health = json.loads(http_get(f"http://127.0.0.1:{gw.gateway.http_port}/health"))
         assert health["mqtt_connected"] and health["coordinator_up"] and health["queued"] == 0
@@ -452,7 +452,7 @@ def test_a_round_through_mqtt_delivers_the_global_model(broker, prefix, tmp_path
                  what="the sum dict and seed columns of the last round to be cleared")
         assert gw.metric("pet_gateway_downlink_publishes_total", topic="seeds") == latest["sums"]
         assert gw.metric("pet_gateway_downlink_publishes_total", topic="clear") >= 1 + latest["sums"]
-        assert gw.metric("pet_gateway_queue_messages") == 0
+        wait_for(lambda: gw.metric("pet_gateway_queue_messages") == 0, what="an empty queue")
         observer.close()
 
 
@@ -508,7 +508,9 @@ def test_gateway_settings(tmp_path):
     assert "gateway.id must be" in error(PET__GATEWAY__ID="a/b")
     assert "coordinator.url must start with http://" in error(PET__COORDINATOR__URL="localhost:8081")
     assert "queue.retry_min must be <= queue.retry_max" in error(PET__QUEUE__RETRY_MIN="60")
-    assert "mqtt.tls.ca_file: no such file" in error(PET__MQTT__TLS__CA_FILE="/nonexistent/ca.crt")
+    assert "mqtt.tls.ca_file: no such file" in error(PET__MQTT__TLS__ENABLED="true",
+                                                     PET__MQTT__TLS__CA_FILE="/nonexistent/ca.crt")
+    assert "mqtt.tls.enabled is false" in error(PET__MQTT__TLS__CA_FILE=__file__)
     assert error(PET__MQTT__PORT="x").startswith("environment variable PET__MQTT__PORT: mqtt.port must be an integer")
 
 
