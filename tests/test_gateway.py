@@ -708,3 +708,21 @@ def test_full_queue_refuses_and_a_new_round_drops_what_is_left(broker, prefix, t
                 assert new.status()["counters"]["rejected"] == 0  # never forwarded
             device.close()
         switch.close()
+
+
+def test_a_broker_restart_gets_the_round_state_back(mosquitto_factory, tmp_path):
+    broker = mosquitto_factory()  # no persistence: a restart forgets every retained message
+    address = (broker.host, broker.port)
+    with RunningCoordinator(fast_settings(**{"pet.sum.time.min": 30, "pet.sum.time.max": 60})) as c, \
+            RunningGateway(load_settings(env=gateway_env(address, c.url, tmp_path / "q.db", "pet"))) as gw:
+        before = Device(address, "pet", bytes(32))
+        wait_for(lambda: before.topic("round/params") is not None, what="the round parameters")
+        params = before.topic("round/params")
+        before.close()
+        broker.restart()
+        wait_for(lambda: gw.gateway.link.connected.is_set(), what="the gateway to reconnect")
+        after = Device(address, "pet", bytes(32), watch="pet/gw/+/status")
+        wait_for(lambda: after.topic("round/params") == params, what="the round parameters again")
+        wait_for(lambda: after.topic("gw/site-a/status") == b"online", what="the status again")
+        assert after.ack(after.publish(b"\x05" * 200), 10)["reason"] == "undecryptable"  # and uplinks
+        after.close()
