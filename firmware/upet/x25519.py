@@ -10,11 +10,13 @@ swap is a choice between two copies of the program with the roles of
 (x2, z2) and (x3, z3) exchanged, so no data moves.
 """
 
+import sys
 from upet import kernels
 
 f = kernels.load("f25519")
 
 ONE = b"\x01" + bytes(31)
+_NINE = b"\x09" + bytes(31)
 
 # Slots 0-2 are the machine's scratch; 3-8 belong to the exponentiations,
 # which Ed25519 shares: z in 3, the result in 4, temporaries 5-8.
@@ -103,7 +105,11 @@ def x25519(scalar, u):
 
 
 def x25519_base(scalar):
-    """The X25519 public key of scalar: clamp(scalar) * 9, through Ed25519's
-    fixed-base table and the birational map u = (1 + y) / (1 - y)."""
-    from upet import ed25519
-    return ed25519.x25519_base(scalar)
+    """The X25519 public key of scalar: clamp(scalar) * 9. Through Ed25519's
+    fixed-base table when upet.ed25519 is loaded (about twice as fast), else
+    by the ladder, so that sealing alone does not bring the Ed25519 code and
+    table into the heap."""
+    ed25519 = sys.modules.get("upet.ed25519")
+    if ed25519 is not None:
+        return ed25519.x25519_base(scalar)
+    return x25519(scalar, _NINE)
