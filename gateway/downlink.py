@@ -73,6 +73,8 @@ class Downlink:
                 await self.refresh()
             except Unavailable as e:
                 self._ratelog.warning("unavailable", "cannot follow the coordinator: %s", e)
+            except Exception:  # a surprise in an answer must not stop the downlink for good
+                log.exception("failed to follow the coordinator")
             if self.link.connected.is_set():
                 self.sync()
             await asyncio.sleep(self.poll_interval)

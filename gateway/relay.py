@@ -57,6 +57,7 @@ class Intake:
         self.round_pk = round_pk  # the round key the gateway knows now (Downlink)
         self.wake = wake          # tells Relay that there is something new
         self._inbox: thread_queue.SimpleQueue[Received | None] = thread_queue.SimpleQueue()
+        self._stopping = threading.Event()
         self._ratelog = RateLimitedLog(log, interval=5.0)
         self._thread = threading.Thread(target=self._run, name="gateway-intake", daemon=True)
 
@@ -64,6 +65,7 @@ class Intake:
         self._thread.start()
 
     def stop(self) -> None:
+        self._stopping.set()
         self._inbox.put(None)
         self._thread.join(10)
 
@@ -104,6 +106,8 @@ class Intake:
                 valid.append((m, device))
         if valid:
             outcome = self._store([Incoming(device, m.payload) for m, device in valid])
+            if outcome is None:
+                return  # stopping: no PUBACK, the broker keeps these uplinks for the next run
             for (m, device), result in zip(valid, outcome):
                 if result == FULL:
                     self._drop("queue_full", "refused an uplink from %s: the queue is full "
@@ -118,9 +122,10 @@ class Intake:
         if valid:
             self.wake()
 
-    def _store(self, items: list[Incoming]) -> list[str]:
-        """Retry until the queue takes them: without the PUBACK the broker keeps the messages,
-        so a full disk or a locked file delays uplinks but loses none."""
+    def _store(self, items: list[Incoming]) -> list[str] | None:
+        """Retry until the queue takes them (None if the gateway stops first): without the
+        PUBACK the broker keeps the messages, so a full disk or a locked file delays uplinks
+        but loses none."""
         delay = 0.5
         while True:
             try:
@@ -128,7 +133,8 @@ class Intake:
             except Exception as e:
                 log.error("cannot store %d uplinks in %s: %s; retrying in %.1f s",
                           len(items), self.queue.path, e, delay)
-                threading.Event().wait(delay)
+                if self._stopping.wait(delay):
+                    return None
                 delay = min(delay * 2, 30.0)
 
     def _drop(self, reason: str, message: str, *args) -> None:
@@ -196,9 +202,13 @@ class Relay:
                 if self._failed:
                     await self._retry_later()
                     cursor = 0
-                await self._remove_answered()
                 self._wake.clear()
-                batch = await asyncio.to_thread(self.queue.head, 4 * self.concurrency, cursor)
+                try:
+                    await self._remove_answered()
+                    batch = await asyncio.to_thread(self.queue.head, 4 * self.concurrency, cursor)
+                except Exception as e:  # the queue's file: keep trying, the uplinks are in it
+                    self.last_error, self._failed = f"queue {self.queue.path}: {e}", True
+                    continue
                 if not batch:
                     try:
                         await asyncio.wait_for(self._wake.wait(), timeout=1.0)
@@ -218,27 +228,41 @@ class Relay:
             for task in self._in_flight:
                 task.cancel()
             await asyncio.gather(*self._in_flight, return_exceptions=True)
-            await self._remove_answered()
+            await self._remove_answered(quiet=True)
 
     async def _retry_later(self) -> None:
         await asyncio.gather(*self._in_flight, return_exceptions=True)
-        await self._remove_answered()
+        await self._remove_answered(quiet=True)
         delay = self.backoff.next()
         self._ratelog.warning("unavailable", "the coordinator cannot take uplinks (%s); %d queued, "
                               "retrying in %.1f s", self.last_error, self.queue.count, delay)
         await asyncio.sleep(delay)
         self._failed = False
 
-    async def _remove_answered(self) -> None:
-        if self._answered:
-            done, self._answered = self._answered, []
+    async def _remove_answered(self, quiet: bool = False) -> None:
+        """Remove the answered uplinks from the queue; quiet: log a failure instead of raising
+        (they stay queued and are sent again, to be answered `duplicate`)."""
+        if not self._answered:
+            return
+        done, self._answered = self._answered, []  # tasks keep appending meanwhile
+        try:
             await asyncio.to_thread(self.queue.remove, done)
-            self.metrics.queued.set(self.queue.count)
-            self.metrics.queued_bytes.set(self.queue.bytes)
+        except Exception as e:
+            self._answered = done + self._answered
+            if not quiet:
+                raise
+            log.error("cannot remove %d answered uplinks from the queue: %s", len(done), e)
+            return
+        self.metrics.queued.set(self.queue.count)
+        self.metrics.queued_bytes.set(self.queue.bytes)
 
     async def _handle(self, uplink: Uplink) -> None:
         try:
-            verdict = await self._deliver(uplink)
+            try:
+                verdict = await self._deliver(uplink)
+            except Exception as e:  # a bug must not lose the uplink: it stays queued
+                log.exception("failed to forward uplink %d", uplink.id)
+                self.last_error, verdict = repr(e), None
             if verdict is None:
                 self._failed = True
                 self._wake.set()
