@@ -239,13 +239,23 @@ def _clamp(k):
     return k
 
 
-def public_key(seed):
-    """The Ed25519 public key of a 32-byte seed."""
+def _expand(seed):
+    """SHA-512 of the seed: the secret scalar (clamped) is its first half, the
+    nonce prefix its second."""
     if len(seed) != 32:
         raise ValueError("Ed25519 seeds are 32 bytes")
+    return sha512(seed)
+
+
+def _public(h):
     ws = _workspace(_AT)
-    _base_mul(ws, _clamp(sha512(seed)))
+    _base_mul(ws, _clamp(h))
     return _encode(ws)
+
+
+def public_key(seed):
+    """The Ed25519 public key of a 32-byte seed."""
+    return _public(_expand(seed))
 
 
 def x25519_base(scalar):
@@ -258,11 +268,7 @@ def x25519_base(scalar):
     return f.get(ws, _TB)
 
 
-def sign_with_pk(seed, pk, msg):
-    """sign(), given the public key of seed, as libsodium's 64-byte secret keys carry it."""
-    if len(seed) != 32 or len(pk) != 32:
-        raise ValueError("Ed25519 seeds and public keys are 32 bytes")
-    h = sha512(seed)
+def _sign(h, pk, msg):
     hr = SHA512(h[32:])
     hr.update(msg)
     r = int.from_bytes(hr.digest(), "little") % L
@@ -276,9 +282,26 @@ def sign_with_pk(seed, pk, msg):
     return R + ((r + k * int.from_bytes(_clamp(h), "little")) % L).to_bytes(32, "little")
 
 
+def sign_with_pk(seed, pk, msg):
+    """sign(), given the public key of seed, as libsodium's 64-byte secret keys carry it."""
+    if len(pk) != 32:
+        raise ValueError("Ed25519 public keys are 32 bytes")
+    return _sign(_expand(seed), pk, msg)
+
+
+_last = None  # (SHA-512 of a seed, its public key): the key sign() used last
+
+
 def sign(seed, msg):
-    """The 64-byte RFC 8032 signature R || S of msg by the key of a 32-byte seed."""
-    return sign_with_pk(seed, public_key(seed), msg)
+    """The 64-byte RFC 8032 signature R || S of msg by the key of a 32-byte seed.
+
+    The public key of the last seed is remembered (as libsodium's secret key
+    carries it), since a participant signs all its messages with one key."""
+    global _last
+    h = _expand(seed)
+    if _last is None or _last[0] != h:
+        _last = (h, _public(h))
+    return _sign(h, _last[1], msg)
 
 
 def _decode_neg(ws, s):
