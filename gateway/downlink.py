@@ -127,8 +127,9 @@ class Downlink:
         wanted = self._wanted
         with self._lock:
             held = dict(self._on_broker)
-        new_round = (self.topics.params in wanted and held.get(self.topics.params) is not None
-                     and held[self.topics.params] != wanted[self.topics.params])
+        # new parameters: whatever round state the broker holds is not theirs
+        new_round = (self.topics.params in wanted
+                     and held.get(self.topics.params) != wanted[self.topics.params])
         for topic in held:
             round_state = topic == self.topics.sums or topic.startswith(self.topics.seeds_prefix)
             if round_state and (topic not in wanted or new_round):

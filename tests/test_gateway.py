@@ -726,3 +726,20 @@ def test_a_broker_restart_gets_the_round_state_back(mosquitto_factory, tmp_path)
         wait_for(lambda: after.topic("gw/site-a/status") == b"online", what="the status again")
         assert after.ack(after.publish(b"\x05" * 200), 10)["reason"] == "undecryptable"  # and uplinks
         after.close()
+
+
+def test_round_state_left_on_the_broker_by_an_earlier_run_is_cleared(broker, prefix, tmp_path):
+    stale = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"stale-{prefix}")
+    stale.connect(*broker)
+    stale.loop_start()
+    for topic in (f"{prefix}/round/sums", f"{prefix}/round/seeds/{'ab' * 32}", f"{prefix}/round/params"):
+        stale.publish(topic, b"old round", qos=1, retain=True).wait_for_publish(5)
+    stale.disconnect()
+    stale.loop_stop()
+    with RunningCoordinator(fast_settings(**{"pet.sum.time.min": 30, "pet.sum.time.max": 60})) as c, \
+            RunningGateway(load_settings(env=gateway_env(broker, c.url, tmp_path / "q.db", prefix))):
+        watcher = Device(broker, prefix, bytes(32), watch=f"{prefix}/round/#")
+        wait_for(lambda: set(watcher.retained) == {f"{prefix}/round/params"}
+                 and watcher.topic("round/params") == c.coordinator.params_bytes(),
+                 what="only this round's parameters to be retained")
+        watcher.close()
