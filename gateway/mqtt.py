@@ -90,6 +90,7 @@ class MqttLink:
         self.on_retained: Callable[[str, bytes], None] = lambda topic, payload: None
         self.on_connect: Callable[[], None] = lambda: None
         self.connected = threading.Event()
+        self._stopping = False
         self.generation = 0  # +1 on every connection: PUBACKs belong to the connection they answer
         self._ratelog = RateLimitedLog(log, interval=10.0)
         m = settings.mqtt
@@ -117,6 +118,7 @@ class MqttLink:
 
     def stop(self, timeout: float = 5.0) -> None:
         """Say offline (the retained status), disconnect cleanly, stop the network thread."""
+        self._stopping = True
         if self.connected.is_set():
             info = self.client.publish(self.status_topic, b"offline", qos=1, retain=True)
             try:
@@ -158,7 +160,7 @@ class MqttLink:
                               self.settings.mqtt.host, self.settings.mqtt.port)
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
-        if self.connected.is_set():
+        if self.connected.is_set() and not self._stopping:
             log.warning("disconnected from the broker: %s", reason_code)
         self.connected.clear()
         self.metrics.mqtt_connected.set(0)
