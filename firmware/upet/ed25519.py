@@ -10,6 +10,8 @@ is built on first use; `set_table_rows(1)` makes it 768 bytes and [k]B about
 1.5 times slower.
 """
 
+from micropython import const
+
 from upet import x25519 as _x
 from upet.sha512 import SHA512, sha512
 
@@ -17,7 +19,7 @@ f = _x.f
 _run = _x.run
 
 L = (1 << 252) + 27742317777372353535851937790883648493  # order of B
-_P = (1 << 255) - 19
+_P = const((1 << 255) - 19)
 _ONE = _x.ONE
 _ZERO = bytes(32)
 _D = (b"\xa3\x78\x59\x13\xca\x4d\xeb\x75\xab\xd8\x41\x41\x4d\x0a\x70\x00"   # -121665 / 121666
@@ -38,10 +40,21 @@ _SMALL_ORDER = [(y % (1 << 255)).to_bytes(32, "little") for y in (
 # 12 one, 13 zero; 14-17 the point P = (X, Y, Z, T); 18-21 an operand N in
 # cached form (Y+X, Y-X, 2dT, 2Z; table points, with Z = 1, fill the first
 # three); 22-29 temporaries TA-TH; from 30, in verify, 8 cached multiples of -A.
-_Z, _R = _x.Z, _x.R
-_DD, _SQRTM1_S, _ONE_S, _PX, _PY, _PZ, _NP = 10, 11, 12, 14, 15, 16, 18
-_TA, _TB, _TC, _TD, _TE, _TF, _TG = range(22, 29)
-_AT = 30
+_DD = const(10)
+_SQRTM1_S = const(11)
+_ONE_S = const(12)
+_PX = const(14)
+_PY = const(15)
+_PZ = const(16)
+_NP = const(18)
+_TA = const(22)
+_TB = const(23)
+_TC = const(24)
+_TD = const(25)
+_TE = const(26)
+_TF = const(27)
+_TG = const(28)
+_AT = const(30)
 # P = P + N for a table point: A = (Y1-X1)(y2-x2), B = (Y1+X1)(y2+x2),
 # C = T1 2dx2y2, D = 2 Z1, E = B - A, F = D - C, G = D + C, H = B + A,
 # X3 = EF, Y3 = GH, T3 = EH, Z3 = FG

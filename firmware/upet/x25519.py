@@ -11,6 +11,8 @@ swap is a choice between two copies of the program with the roles of
 """
 
 import sys
+from micropython import const
+
 from upet import kernels
 
 f = kernels.load("f25519")
@@ -50,8 +52,11 @@ del _POW
 
 # Ladder slots: 9 u, 10 x2, 11 z2, 12 x3, 13 z3, then 14 A, 15 B, 16 C, 17 D,
 # 18 AA, 19 BB, 20 E, 21 DA, 22 CB, 23 T.
-_U, _X2, _Z2, _X3, _Z3 = 9, 10, 11, 12, 13
-_NSLOTS = 24
+_U = const(9)
+_X2 = const(10)
+_X3 = const(12)
+_Z3 = const(13)
+_NSLOTS = const(24)
 _STEP = (b"\x02\x0e\x0a\x0b"  # ADD A X2 Z2
          b"\x03\x0f\x0a\x0b"  # SUB B X2 Z2
          b"\x02\x10\x0c\x0d"  # ADD C X3 Z3
