@@ -5,9 +5,9 @@ Points are extended twisted Edwards coordinates (X:Y:Z:T) in workspace slots.
 A fixed-base product [k]B adds one precomputed multiple of B per signed
 radix-16 digit of k. The 64 digits are split into `rows` interleaved groups,
 row i holding 1B..8B times 16^(64/rows * i), so only 4 (64/rows - 1)
-doublings remain. The table (96 bytes a point: 3 KB for the default 4 rows)
-is built on first use; `set_table_rows(1)` makes it 768 bytes and [k]B about
-1.5 times slower.
+doublings remain. The table (9 points of 96 bytes a row, with the identity:
+3.5 KB for the default 4 rows) is built on first use; `set_table_rows(1)`
+makes it under 1 KB and signing about twice as slow.
 """
 
 from micropython import const
@@ -167,8 +167,8 @@ _table = None
 
 
 def set_table_rows(rows):
-    """Rows of the fixed-base table: 1, 2, 4 (default), 8 or 16, at 8 points
-    of 96 bytes a row; the table is rebuilt on next use."""
+    """Rows of the fixed-base table: 1, 2, 4 (default), 8 or 16, at 864 bytes
+    a row; the table is rebuilt on next use."""
     global _rows, _table
     if rows not in (1, 2, 4, 8, 16):
         raise ValueError("table rows must be 1, 2, 4, 8 or 16")
