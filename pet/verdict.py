@@ -26,7 +26,10 @@ REASONS = {
     "too_large": (413, "the body is larger than the coordinator accepts"),
     "phase_full": (429, "the phase already accepted its maximum count; the message was discarded"),
     "unauthorized": (401, "a bearer token is required and was missing or wrong"),
+    "queue_full": (503, "(gateway) the store-and-forward queue is full; send the message again later"),
 }
+
+RETRY_LATER = {"queue_full"}
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,11 @@ class Verdict:
     def already_done(self) -> bool:
         """A resend of something the coordinator already has: as good as accepted."""
         return self.reason == "duplicate"
+
+    @property
+    def retry_later(self) -> bool:
+        """Not a judgement of the message: the same bytes should be sent again later."""
+        return self.reason in RETRY_LATER
 
     @property
     def http_status(self) -> int:

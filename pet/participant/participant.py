@@ -223,6 +223,9 @@ class Participant:
         if sealed is None:
             return self._enter(_AFTER_SENDING[self.phase])
         verdict = self.transport.send(sealed)
+        if verdict.retry_later:
+            log.info("message not taken (%s); sending it again later", verdict.reason)
+            return False
         if verdict.accepted or verdict.already_done:
             self.store.pop_outbox()
             if self.store.outbox_len() == 0:
