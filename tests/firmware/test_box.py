@@ -385,7 +385,7 @@ def test_seal_of_a_long_message_in_a_64k_heap(upy):
     recipient = PrivateKey(det(32, 50))
     script = f"""
 import gc, binascii
-from upet import crypto
+from upet import crypto, x25519  # loaded before the message, as a participant has it
 pk, sk = binascii.unhexlify({bytes(recipient.public_key).hex()!r}), binascii.unhexlify({bytes(recipient).hex()!r})
 def show(box):
     for i in range(0, len(box), 256):
