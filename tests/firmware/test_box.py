@@ -18,14 +18,11 @@ import types
 
 import nacl._sodium
 import nacl.bindings as sodium
-import pytest
 from nacl.public import PrivateKey, SealedBox
 
 from tests.firmware.conftest import FIRMWARE, VECTORS
 
 LENGTHS = (0, 1, 63, 64, 65, 300, 4000)
-HAVE_X25519 = (FIRMWARE / "upet" / "x25519.py").exists()
-needs_x25519 = pytest.mark.skipif(not HAVE_X25519, reason="upet.x25519 is not there yet")
 
 _lib = ctypes.CDLL(nacl._sodium.__file__)
 _lib.crypto_stream_salsa20_xor_ic.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulonglong,
@@ -266,7 +263,6 @@ for c, shared in zip(cases, {[s.hex() for s in shared]!r}):
 
 # --- sealed boxes (upet.crypto) ------------------------------------------------------------------
 
-@needs_x25519
 def test_seal_reproduces_vectors_and_opens_them(upy):
     out = upy("""
 import json
@@ -283,7 +279,6 @@ for c in cases:
     assert lines(out) == ["True"] * (3 * n)
 
 
-@needs_x25519
 def test_one_ephemeral_key_many_recipients(upy):
     """One Sealer: one ephemeral public key, one box per recipient; a second box to a recipient is refused."""
     out = upy("""
@@ -306,7 +301,6 @@ except ValueError:
     assert lines(out) == ["True"] * (2 + 2 * n)
 
 
-@needs_x25519
 def test_boxes_cross_between_board_and_libsodium(upy):
     """Boxes sealed on the board (fresh ephemeral key) open with PyNaCl, and PyNaCl's open on the board."""
     recipient = PrivateKey(det(32, 40))
@@ -329,7 +323,6 @@ for m, theirs in {[(m.hex(), t.hex()) for m, t in zip(msgs, theirs)]!r}:
     assert len({out[2 * n][:64] for n in range(len(msgs))}) == len(msgs)  # a fresh ephemeral key each time
 
 
-@needs_x25519
 def test_altered_short_and_foreign_boxes_are_refused(upy):
     recipient, other = PrivateKey(det(32, 41)), PrivateKey(det(32, 42))
     sealed = SealedBox(recipient.public_key).encrypt(det(65, 43))
@@ -361,7 +354,6 @@ except ValueError:
     assert lines(upy(script)) == ["True"] * 13
 
 
-@needs_x25519
 def test_seal_reproduces_signed_messages(upy):
     """messages.json: `signed` sealed with `seal_ephemeral_sk` to the coordinator gives `sealed`."""
     out = upy("""
@@ -379,7 +371,6 @@ for m in list(v["messages"].values()) + v["update_chunked"]:
     assert lines(out) == ["True"] * (2 * (len(v["messages"]) + len(v["update_chunked"])))
 
 
-@needs_x25519
 def test_seal_of_a_long_message_in_a_64k_heap(upy):
     """A 3912-byte message (an update chunk's size) seals in a 64 KB heap, and opens and seals again in place."""
     recipient = PrivateKey(det(32, 50))
