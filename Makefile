@@ -14,13 +14,14 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 
 install: $(VENV)/.installed
 
-test: install
+test: install firmware
 	@# pytest exits 5 when it collects no tests: not a failure
 	$(PY) -m pytest -q; rc=$$?; if [ $$rc -eq 5 ]; then echo 'no tests collected'; exit 0; fi; exit $$rc
 
 bench: install
 	$(PY) bench/mask.py
 	$(PY) bench/coordinator.py
+	$(PY) bench/firmware.py
 
 vectors: install
 	$(PY) -m tools.vectors
