@@ -1,0 +1,407 @@
+"""The participant state machine over MQTT (docs/protocol.md section 6, spec section 8).
+
+  awaiting   nothing until new round parameters arrive
+  sum        Sum message (fresh ephemeral X25519 key)             -> sum2
+  sum2       read the own seed column, open each seed, add its mask;
+             then the Sum2 message (global mask)                  -> awaiting
+  update     wait for the sum dict and the app's model; then the Update
+             message: masked model, mask seed sealed to every sum
+             participant                                          -> awaiting
+
+Messages go out one sealed message (or chunk) at a time on `<prefix>/dev/<pk>/msg`;
+the next is built when the verdict on `.../ack` accepted the last. A chunk is built
+from the payload range it carries, so no whole Update payload is ever held: the only
+model-sized buffers are the app's weights and a sum participant's global mask.
+
+Progress is saved after every step (upet.store): a reset resumes the round with the
+same keys, mask seed, weights and message id, so a resent chunk carries the bytes of
+the first one, and the coordinator answers what it already has with `duplicate`.
+Code size is heap on the Unix port: this module is kept small on purpose.
+"""
+
+import hashlib
+import json
+import os
+import struct
+import time
+import uctypes
+from array import array
+
+from upet import crypto
+from upet.mask import MaskAggregator, MaskConfig, Masker
+from upet.store import WEIGHTS, Store
+
+_TAG = {"sum": 1, "update": 2, "sum2": 3}
+_NEXT = {"sum": "sum2", "sum2": "awaiting", "update": "awaiting"}
+_SECRETS = ("params", "sum_sig", "update_sig", "ephm_sk", "mask_seed", "seal_sk")
+
+
+class RoundParams:
+    """RoundParameters (136 bytes of bincode); sum_prob and update_prob stay f64 LE bytes."""
+
+    def __init__(self, raw):
+        if len(raw) != 136 or raw[0] != 32 or raw[56] != 32:
+            raise ValueError("bad round parameters")
+        self.raw = bytes(raw)
+        self.pk = raw[8:40]
+        self.sum_prob = raw[40:48]
+        self.update_prob = raw[48:56]
+        self.seed = raw[64:96]
+        self.vect = MaskConfig(bytes(struct.unpack_from("<4I", raw, 96)))
+        self.unit = MaskConfig(bytes(struct.unpack_from("<4I", raw, 112)))
+        self.model_length = struct.unpack_from("<Q", raw, 128)[0]
+
+
+def eligible(signature, prob):
+    """int_le(SHA-256(signature)) / (2^256 - 1) <= p, compared exactly with p = mant / 2^shift
+    from its f64 bytes; NaN and negative p are never eligible, p > 1 always."""
+    bits = int.from_bytes(prob, "little")
+    exp = (bits >> 52) & 0x7FF
+    mant = bits & ((1 << 52) - 1)
+    if exp == 0x7FF:  # infinity or NaN
+        return not mant and not bits >> 63
+    if bits >> 63 and (exp or mant):
+        return False
+    if exp:
+        mant |= 1 << 52
+    shift = 1075 - max(exp, 1)
+    h = int.from_bytes(hashlib.sha256(signature).digest(), "little")
+    return shift <= 0 or h << shift <= mant * ((1 << 256) - 1)
+
+
+def _ms():
+    return time.ticks_ms()
+
+
+class Participant:
+    """train(params) -> (array('f') weights, scalar) or None when not ready;
+    on_model(round_id, weights) gets each new global model, streamed into `model`."""
+
+    def __init__(self, config=None, train=None, on_model=None, model=None, store=None, client=None, log=None):
+        self.store = store = store or Store()
+        self.config = c = config if config is not None else store.config()
+        self.train, self.on_model, self.model = train, on_model, model
+        self.log = log or (lambda *a: print("upet:", *a))
+        self.seed, self.pk = store.signing_key()
+        self.me = self.pk.hex()
+        self.prefix = c.get("prefix", "pet") + "/"
+        # payload bytes per message: max sealed size - header 136 - seal 48
+        self.max_payload = int(c.get("max_message_size") or 3912) - 184
+        self.ack_ms = int(c.get("ack_timeout", 30) * 1000)
+        self.client = client or self._client()
+        self.client.set_callback(self._on_message)
+        self._incoming = self._buf = self.model_round = None
+        s = store.load_round() or {}
+        for k in _SECRETS:
+            if s.get(k):
+                s[k] = bytes.fromhex(s[k])
+        self.state = s
+        self.phase, self.sending, self.chunk = s.get("phase", "awaiting"), s.get("sending"), s.get("chunk", 0)
+        self.params = RoundParams(s["params"]) if s.get("params") else None
+        if self.phase == "update" and self.sending and not store.exists(WEIGHTS):
+            self.phase = "awaiting"
+        if self.phase == "sum2":  # the global mask is not saved: build it again, send it from chunk 0
+            self.sending, self.chunk = False, 0
+        self._reset()
+        if self.phase != "awaiting":
+            self.log("resuming", self.phase, "chunk", self.chunk)
+
+    def _client(self):
+        from upet.mqtt import MQTTClient
+        b = self.config["broker"]
+        ssl = None
+        if b.get("tls"):
+            ssl = {"server_hostname": b["host"]}
+            ca = self.store.read("ca.crt")
+            if ca:
+                ssl["cadata"] = ca
+        user = self.config.get("username") or self.me
+        return MQTTClient(user, b["host"], port=b.get("port", 8883 if ssl else 1883), user=user,
+                          password=self.config.get("password"), ssl_params=ssl)
+
+    # -- MQTT in ---------------------------------------------------------------------------------
+
+    def connect(self, timeout=10):
+        if not self.client.connect(timeout):
+            return False
+        for t in ("round/params", "model/global", "dev/%s/ack" % self.me):
+            self.client.subscribe(self.prefix + t, 1)
+        self._subscribe_role()
+        return True
+
+    def _subscribe_role(self):
+        # subscribing (again) delivers the retained sum dict / seed column (again)
+        if self.phase == "update":
+            self.client.subscribe(self.prefix + "round/sums", 1)
+        elif self.phase == "sum2" and not self.sending:
+            self.client.subscribe(self.prefix + "round/seeds/" + self.me, 1)
+
+    def _on_message(self, topic, r, retained):
+        t = topic.decode()[len(self.prefix):]
+        n = r.length
+        try:
+            if t == "round/params" and n == 136:
+                self._incoming = r.read(136)
+            elif t.endswith("/ack") and n < 1024:
+                ack = json.loads(r.read(n))
+                if ack.get("msg") == self._pending:
+                    self._verdict = ack
+            elif t == "model/global" and n >= 12:
+                self._read_model(r)
+            elif t == "round/sums" and n and self.phase == "update" and self._sums is None:
+                count = struct.unpack("<Q", r.read(8))[0]
+                if n == 8 + 80 * count:
+                    self._sums = [(e[8:40], e[48:80]) for e in (r.read(80) for _ in range(count))]
+            elif t == "round/seeds/" + self.me and n and self.phase == "sum2" and not self.sending:
+                self._read_seeds(r)
+        except ValueError as e:
+            self.log(t, "refused:", e)
+        r.skip()
+
+    def _read_model(self, r):
+        round_id, n = struct.unpack("<QI", r.read(12))
+        if r.length != 12 + 4 * n or round_id == self.model_round:
+            return
+        if self.model is None or len(self.model) != n:
+            self.model = None
+            self.model = array("f", bytes(4 * n))
+        mv = memoryview(uctypes.bytearray_at(uctypes.addressof(self.model), 4 * n))
+        for i in range(0, 4 * n, 256):
+            r.readinto(mv[i:i + 256], min(256, 4 * n - i))
+        self.model_round = round_id
+        if self.on_model:
+            self.on_model(round_id, self.model)
+
+    def _read_seeds(self, r):
+        """Open each mask seed of the own column and add its mask, entry by entry."""
+        count = struct.unpack("<Q", r.read(8))[0]
+        if self._agg or r.length != 8 + 128 * count:
+            return
+        p, sk = self.params, self.state["ephm_sk"]
+        pk = crypto.x25519_base(sk)
+        agg = MaskAggregator(p.vect, p.model_length, p.unit)
+        box = bytearray(128)
+        try:
+            for _ in range(count):
+                r.readinto(box, 128)
+                crypto.seal_open_into(memoryview(box)[48:], pk, sk)
+                agg.add_seed(box[96:])
+            self._agg = agg
+        except ValueError as e:
+            self.log("seed column refused:", e)
+            self._agg = False
+
+    # -- state ---------------------------------------------------------------------------------------
+
+    def _reset(self):
+        self._sums = self._agg = self._gen = self._sealed = self._pending = self._verdict = None
+
+    def _enter(self, phase, sending=False):
+        self.phase, self.sending, self.chunk = phase, sending, 0
+        self._reset()
+        s = self.state
+        if phase == "awaiting":
+            for k in ("ephm_sk", "mask_seed", "seal_sk"):
+                s.pop(k, None)
+            self.store.remove(WEIGHTS)
+        self._save()
+        if not sending:
+            self._subscribe_role()
+        return True
+
+    def _save(self):
+        s = {k: v.hex() if isinstance(v, bytes) else v for k, v in self.state.items()}
+        s["phase"], s["sending"], s["chunk"] = self.phase, self.sending, self.chunk
+        self.store.save_round(s)
+
+    def step(self):
+        """Handles what arrived and takes one step; True when it made progress."""
+        self.client.check_msg()
+        raw, self._incoming = self._incoming, None
+        if raw and (self.params is None or raw != self.params.raw):
+            return self._new_round(raw)
+        if self.params is None or self.phase == "awaiting":
+            return False
+        if self.sending:
+            return self._send()
+        if self.phase == "sum2":
+            if self._agg is None:
+                return False
+            if self._agg is False:
+                return self._enter("awaiting")
+            agg = self._agg
+            self._enter("sum2", True)
+            self._agg = agg
+            return True
+        return self._update()
+
+    def _new_round(self, raw):
+        p = self.params = RoundParams(raw)
+        s = self.state = {"params": p.raw, "msg_id": struct.unpack("<H", os.urandom(2))[0]}
+        s["sum_sig"] = sig = crypto.ed25519_sign(self.seed, p.seed + b"sum")
+        if eligible(sig, p.sum_prob):
+            s["ephm_sk"] = os.urandom(32)
+            self.log("round", p.seed[:4].hex(), "task sum")
+            return self._enter("sum", True)
+        sig = crypto.ed25519_sign(self.seed, p.seed + b"update")
+        if eligible(sig, p.update_prob):
+            s["update_sig"], s["mask_seed"], s["seal_sk"] = sig, os.urandom(32), os.urandom(32)
+            self.log("round", p.seed[:4].hex(), "task update")
+            return self._enter("update")
+        self.log("round", p.seed[:4].hex(), "no task")
+        return self._enter("awaiting")
+
+    def _update(self):
+        if self._sums is None:
+            return False
+        local = self.train(self.params) if self.train else None
+        if local is None:
+            return False
+        weights, scalar = local
+        if len(weights) != self.params.model_length:
+            self.log("model length %d, the round wants %d" % (len(weights), self.params.model_length))
+            return self._enter("awaiting")
+        self.store.write(WEIGHTS, weights)  # the update a reset resumes
+        self.state["scalar"] = scalar
+        sums = self._sums
+        self._enter("update", True)
+        self._sums = sums
+        return True
+
+    # -- MQTT out ----------------------------------------------------------------------------------
+
+    def _pieces(self):
+        """The payload as a sequence of byte pieces, produced on demand."""
+        p, s = self.params, self.state
+        if self.phase == "sum":
+            yield s["sum_sig"] + crypto.x25519_base(s["ephm_sk"])
+            return
+        head = p.vect.raw + struct.pack(">I", p.model_length)
+        if self.phase == "sum2":
+            a = self._agg
+            yield s["sum_sig"] + head
+            yield a.words
+            yield p.unit.raw + p.unit.number(a.unit)
+            return
+        yield s["sum_sig"] + s["update_sig"] + head
+        m = Masker(p.vect, s["mask_seed"], s["scalar"], p.unit)
+        wb = p.vect.word_bytes
+        src, out = bytearray(256), bytearray(64 * wb)
+        with open(self.store.path(WEIGHTS), "rb") as f:
+            for i in range(0, p.model_length, 64):
+                k = min(64, p.model_length - i)
+                f.readinto(memoryview(src)[:4 * k])
+                m.mask_into(memoryview(src)[:4 * k], out)
+                yield memoryview(out)[:k * wb]
+        yield m.unit_bytes() + struct.pack(">I", 4 + 112 * len(self._sums))
+        sealer = crypto.Sealer(s["seal_sk"])
+        e = bytearray(112)
+        for pk, ephm in self._sums:
+            e[:32], e[80:] = pk, s["mask_seed"]
+            sealer.seal_into(memoryview(e)[32:], ephm)
+            yield e
+
+    def _read(self, out, skip=False):
+        """Copies the next len(out) payload bytes into out (or skips them)."""
+        done = 0
+        while done < len(out):
+            if self._at == len(self._piece):
+                self._piece, self._at = next(self._gen), 0
+            k = min(len(out) - done, len(self._piece) - self._at)
+            if not skip:
+                out[done:done + k] = self._piece[self._at:self._at + k]
+            done += k
+            self._at += k
+        self._pos += done
+
+    def _build(self):
+        """Message (or chunk) number self.chunk, signed and sealed in self._buf."""
+        p, P, mv = self.params, self.max_payload, None
+        wb, ub = p.vect.word_bytes, p.unit.word_bytes
+        total = {"sum": 96, "sum2": 76 + p.model_length * wb + ub}.get(
+            self.phase, 140 + p.model_length * wb + ub + 4 + 112 * len(self._sums or ()))
+        multi = total > P
+        size = P - 8 if multi else total
+        start = self.chunk * size
+        size = min(size, total - start)
+        self._last = start + size >= total
+        self._count = (total + P - 9) // (P - 8) if multi else 1
+        length = 136 + size + (8 if multi else 0)
+        if self._buf is None:
+            self._buf = bytearray(48 + 136 + P)
+        box = memoryview(self._buf)[:48 + length]
+        msg = box[48:]
+        msg[64:96], msg[96:128] = self.pk, p.pk
+        msg[128:136] = struct.pack(">IBBH", length, _TAG[self.phase], int(multi), 0)
+        if multi:
+            msg[136:144] = struct.pack(">HHB3x", self.chunk, self.state["msg_id"], int(self._last))
+        if self._gen is None or self._pos != start:
+            self._gen, self._piece, self._at, self._pos = self._pieces(), b"", 0, 0
+            skip = bytearray(256)
+            while self._pos < start:
+                self._read(memoryview(skip)[:min(256, start - self._pos)], True)
+        self._read(msg[length - size:length])
+        msg[:64] = crypto.ed25519_sign(self.seed, msg[64:length])
+        crypto.Sealer().seal_into(box, p.pk)
+        self._sealed = box
+
+    def _publish(self):
+        sealed = self._sealed
+        self._pending = hashlib.sha256(sealed).digest()[:8].hex()
+        self._verdict, self._sent, self._wait = None, _ms(), self.ack_ms
+        self.client.publish_stream(self.prefix + "dev/%s/msg" % self.me, len(sealed), lambda w: w(sealed), 1)
+        return True
+
+    def _send(self):
+        if self.phase == "update" and self._sums is None:
+            return False  # after a reset: the sum dict comes again with the subscription
+        if self._sealed is None:
+            self._build()
+            return self._publish()
+        v = self._verdict
+        if v is None:
+            if time.ticks_diff(_ms(), self._sent) < self._wait:
+                return False
+            self.log("no verdict: sending again")
+            return self._publish()
+        reason = v.get("reason")
+        if v.get("accepted") or reason == "duplicate":
+            self.log(self.phase, "chunk %d/%d" % (self.chunk + 1, self._count), reason or "accepted")
+            if self._last:
+                self.log(self.phase, "sent")
+                return self._enter(_NEXT[self.phase])
+            self.chunk += 1
+            self._sealed = None
+            self._save()
+            return True
+        if reason == "queue_full":  # send it again later
+            self._verdict, self._wait = None, 2000
+            return False
+        self.log(self.phase, "refused:", reason)
+        return self._enter("awaiting")
+
+    def run(self, board=None, idle_ms=200):
+        """Step forever; reconnect after network errors, wait for messages when idle."""
+        up, backoff = False, 1
+        while True:
+            if board:
+                board.feed()
+            try:
+                if not up:
+                    if board:
+                        board.ensure_network()
+                    up = self.connect()
+                    if not up:
+                        raise OSError("broker refused the connection")
+                    backoff = 1
+                if not self.step():
+                    self.client.wait_msg(idle_ms / 1000)
+            except OSError as e:
+                self.log("connection lost:", e)
+                up = False
+                try:
+                    self.client.disconnect()
+                except Exception:
+                    pass
+                time.sleep(backoff)
+                backoff = min(2 * backoff, 60)

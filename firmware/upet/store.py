@@ -1,0 +1,111 @@
+"""Flash files of a participant: its key, its config and the progress of the current round.
+
+Layout in the store's directory (the board's root by default):
+
+  key          64 bytes: Ed25519 seed || public key (libsodium's layout, as
+               pet-provision writes it); made from os.urandom on first boot
+  config.json  broker, login, prefix, wifi, scalar (docs/raspberry-pi.md)
+  round.json   the round in progress: phase, round parameters, signatures,
+               ephemeral and mask seeds, message id, next chunk
+  round.f32    the weights of the update being sent, so that a reset resumes
+               the same update instead of building another one
+
+Every write goes to a temporary file first and is renamed over the old one,
+so a reset leaves either the old file or the new one, never half of one.
+round.json holds secrets: nothing here prints what it reads.
+"""
+
+import json
+import os
+
+KEY = "key"
+CONFIG = "config.json"
+ROUND = "round.json"
+WEIGHTS = "round.f32"
+
+
+def _remove(path):
+    try:
+        os.remove(path)
+    except OSError:
+        pass
+
+
+class Store:
+    def __init__(self, root=""):
+        self.root = root.rstrip("/")
+
+    def path(self, name):
+        return self.root + "/" + name if self.root else name
+
+    def write(self, name, data):
+        """Atomic replace: a temp file, then rename (removing the old file where rename will not)."""
+        path = self.path(name)
+        tmp = path + ".tmp"
+        with open(tmp, "wb") as f:
+            f.write(data)
+        try:
+            os.rename(tmp, path)
+        except OSError:  # FAT does not rename over an existing file
+            _remove(path)
+            os.rename(tmp, path)
+
+    def read(self, name):
+        try:
+            with open(self.path(name), "rb") as f:
+                return f.read()
+        except OSError:
+            return None
+
+    def remove(self, name):
+        _remove(self.path(name))
+
+    # -- key and config ---------------------------------------------------------------------------
+
+    def signing_key(self):
+        """(seed, pk): the provisioned key file, or a new key written on first boot."""
+        from upet.crypto import ed25519_public_key
+        raw = self.read(KEY)
+        if raw is not None:
+            if len(raw) != 64:
+                raise ValueError("%s: expected 64 bytes (seed || public key), got %d" % (self.path(KEY), len(raw)))
+            seed, pk = raw[:32], raw[32:]
+            if ed25519_public_key(seed) != pk:
+                raise ValueError("%s: the public key does not belong to the seed" % self.path(KEY))
+            return seed, pk
+        seed = os.urandom(32)
+        pk = ed25519_public_key(seed)
+        self.write(KEY, seed + pk)
+        return seed, pk
+
+    def config(self):
+        raw = self.read(CONFIG)
+        if raw is None:
+            raise ValueError("%s is missing: copy the config.json made by pet-provision" % self.path(CONFIG))
+        return json.loads(raw)
+
+    # -- the round in progress --------------------------------------------------------------------
+
+    def load_round(self):
+        """The saved round as a dict of str -> str/int (bytes as hex), or None."""
+        raw = self.read(ROUND)
+        if not raw:
+            return None
+        try:
+            return json.loads(raw)
+        except ValueError:
+            return None
+
+    def save_round(self, state):
+        self.write(ROUND, json.dumps(state))
+
+    def clear_round(self):
+        self.remove(ROUND)
+        self.remove(WEIGHTS)
+
+    def exists(self, name):
+        try:
+            os.stat(self.path(name))
+            return True
+        except OSError:
+            return False
