@@ -27,7 +27,7 @@ import time
 import uctypes
 from array import array
 
-from upet import crypto
+from upet import crypto, ed25519  # noqa: F401  (all code loads before the app's model)
 from upet.mask import MaskAggregator, MaskConfig, Masker
 from upet.store import WEIGHTS, Store
 
@@ -90,7 +90,8 @@ class Participant:
         self.ack_ms = int(c.get("ack_timeout", 30) * 1000)
         self.client = client or self._client()
         self.client.set_callback(self._on_message)
-        self._incoming = self._buf = self.model_round = None
+        self._incoming = self.model_round = self._borrowed = None
+        self._buf = bytearray(48 + 136 + self.max_payload)  # the sealed message being sent
         s = store.load_round() or {}
         for k in _SECRETS:
             if s.get(k):
@@ -160,11 +161,11 @@ class Participant:
 
     def _read_model(self, r):
         round_id, n = struct.unpack("<QI", r.read(12))
-        if r.length != 12 + 4 * n or round_id == self.model_round:
+        if r.length != 12 + 4 * n or round_id == self.model_round or self._borrowed:
             return
         if self.model is None or len(self.model) != n:
             self.model = None
-            self.model = array("f", bytes(4 * n))
+            self.model = array("f", range(n))  # one allocation of 4n bytes
         mv = memoryview(uctypes.bytearray_at(uctypes.addressof(self.model), 4 * n))
         for i in range(0, 4 * n, 256):
             r.readinto(mv[i:i + 256], min(256, 4 * n - i))
@@ -179,7 +180,7 @@ class Participant:
             return
         p, sk = self.params, self.state["ephm_sk"]
         pk = crypto.x25519_base(sk)
-        agg = MaskAggregator(p.vect, p.model_length, p.unit)
+        agg = self._aggregator(p)
         box = bytearray(128)
         try:
             for _ in range(count):
@@ -191,12 +192,28 @@ class Participant:
             self.log("seed column refused:", e)
             self._agg = False
 
+    def _aggregator(self, p):
+        """A MaskAggregator; with one 32-bit word per weight it adds up in the model array,
+        saving a second model-sized buffer: the global model refills the array later."""
+        n, m = p.model_length, self.model
+        if p.vect.word_bytes != 4 or m is None or len(m) != n:
+            return MaskAggregator(p.vect, n, p.unit)
+        agg = MaskAggregator(p.vect, 0, p.unit)
+        agg.length, agg.words = n, uctypes.bytearray_at(uctypes.addressof(m), 4 * n)
+        for i in range(n):
+            m[i] = 0.0  # all-zero bits
+        self._borrowed = True
+        return agg
+
     # -- state ---------------------------------------------------------------------------------------
 
     def _reset(self):
         self._sums = self._agg = self._gen = self._sealed = self._pending = self._verdict = None
 
     def _enter(self, phase, sending=False):
+        if self._borrowed and phase != "sum2":  # the retained global model comes again into the array
+            self._borrowed = self.model_round = None
+            self.client.subscribe(self.prefix + "model/global", 1)
         self.phase, self.sending, self.chunk = phase, sending, 0
         self._reset()
         s = self.state
@@ -327,8 +344,6 @@ class Participant:
         self._last = start + size >= total
         self._count = (total + P - 9) // (P - 8) if multi else 1
         length = 136 + size + (8 if multi else 0)
-        if self._buf is None:
-            self._buf = bytearray(48 + 136 + P)
         box = memoryview(self._buf)[:48 + length]
         msg = box[48:]
         msg[64:96], msg[96:128] = self.pk, p.pk
@@ -366,13 +381,14 @@ class Participant:
             return self._publish()
         reason = v.get("reason")
         if v.get("accepted") or reason == "duplicate":
-            self.log(self.phase, "chunk %d/%d" % (self.chunk + 1, self._count), reason or "accepted")
-            if self._last:
-                self.log(self.phase, "sent")
-                return self._enter(_NEXT[self.phase])
             self.chunk += 1
-            self._sealed = None
-            self._save()
+            done = "%s chunk %d/%d %s" % (self.phase, self.chunk, self._count, reason or "accepted")
+            if self._last:
+                self._enter(_NEXT[self.phase])
+            else:
+                self._sealed = None
+                self._save()
+            self.log(done)
             return True
         if reason == "queue_full":  # send it again later
             self._verdict, self._wait = None, 2000
