@@ -1,0 +1,12 @@
+"""ESP32_GENERIC: ESP32 (ESP32-WROOM/WROVER dev boards).
+
+Copied to the board as board_config.py; read by upet.board. About 100 KB free heap with upet frozen; without PSRAM keep models small (650 weights).
+"""
+
+ARCH = "xtensawin"  # mpy-cross -march for upet/native (pet-build --arch xtensawin)
+PORT = "esp32"  # MicroPython port directory (ports/esp32)
+HEAP_BUDGET = 100_000  # bytes of heap the participant may count on
+LED = 2  # status LED: a pin for machine.Pin, or None
+WATCHDOG_MS = 120_000  # machine.WDT timeout; 0: no watchdog (a round step must finish within it)
+DEEP_SLEEP = False  # True: Board.sleep() deep-sleeps (the board resets and resumes from flash)
+MAX_MESSAGE_SIZE = 3912  # largest sealed message (config.json "max_message_size" overrides)

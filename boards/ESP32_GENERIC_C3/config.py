@@ -1,0 +1,12 @@
+"""ESP32_GENERIC_C3: ESP32-C3 dev boards.
+
+Copied to the board as board_config.py; read by upet.board. The dev kit's LED is an addressable RGB LED (GPIO 8), not driven here.
+"""
+
+ARCH = "rv32imc"  # mpy-cross -march for upet/native (pet-build --arch rv32imc)
+PORT = "esp32"  # MicroPython port directory (ports/esp32)
+HEAP_BUDGET = 120_000  # bytes of heap the participant may count on
+LED = None  # status LED: a pin for machine.Pin, or None
+WATCHDOG_MS = 120_000  # machine.WDT timeout; 0: no watchdog (a round step must finish within it)
+DEEP_SLEEP = False  # True: Board.sleep() deep-sleeps (the board resets and resumes from flash)
+MAX_MESSAGE_SIZE = 3912  # largest sealed message (config.json "max_message_size" overrides)

@@ -1,0 +1,7 @@
+# Freezes the participant into a ESP32_GENERIC_S3 firmware image:
+#   make -C ports/esp32 BOARD=ESP32_GENERIC_S3 FROZEN_MANIFEST=<this repo>/boards/ESP32_GENERIC_S3/manifest.py
+# Frozen code runs from flash: it costs no heap.
+include("$(PORT_DIR)/boards/manifest.py")
+# upet with its viper kernels (compiled by the port's mpy-cross for xtensawin) and their fallbacks;
+# paths are relative to this file
+package("upet", base_path="../../firmware", opt=3)

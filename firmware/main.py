@@ -1,0 +1,17 @@
+# Boot script of a PET participant board: the app first (it allocates its model while the
+# heap is in one piece), then the participant, which runs for ever.
+import app  # the app: train(params) -> (weights, scalar) or None, on_model(round_id, weights), MODEL
+from upet.board import Board
+from upet.store import Store
+
+store = Store()
+config = store.config()
+board = Board(config.get("wifi"))
+if board.max_message_size and not config.get("max_message_size"):
+    config["max_message_size"] = board.max_message_size
+board.ensure_network()
+
+import upet  # noqa: E402
+
+upet.Participant(config, train=app.train, on_model=app.on_model, model=getattr(app, "MODEL", None),
+                 store=store).run(board)
