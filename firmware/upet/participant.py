@@ -88,6 +88,8 @@ class Participant:
         # payload bytes per message: max sealed size - header 136 - seal 48
         self.max_payload = int(c.get("max_message_size") or 3912) - 184
         self.ack_ms = int(c.get("ack_timeout", 30) * 1000)
+        if c.get("table_rows"):  # Ed25519 fixed-base table: 864 bytes a row (default 4), fewer is slower
+            ed25519.set_table_rows(c["table_rows"])
         self.client = client or self._client()
         self.client.set_callback(self._on_message)
         self._incoming = self.model_round = self._borrowed = None
@@ -123,8 +125,8 @@ class Participant:
     # -- MQTT in ---------------------------------------------------------------------------------
 
     def connect(self, timeout=10):
-        if not self.client.connect(timeout):
-            return False
+        """Connects (MQTTError when refused) and subscribes; retained round state arrives at once."""
+        self.client.connect(timeout)  # returns whether the broker kept the session: we subscribe anyway
         for t in ("round/params", "model/global", "dev/%s/ack" % self.me):
             self.client.subscribe(self.prefix + t, 1)
         self._subscribe_role()
@@ -323,7 +325,7 @@ class Participant:
         done = 0
         while done < len(out):
             if self._at == len(self._piece):
-                self._piece, self._at = next(self._gen), 0
+                self._piece, self._at = memoryview(next(self._gen)), 0  # slices without copies
             k = min(len(out) - done, len(self._piece) - self._at)
             if not skip:
                 out[done:done + k] = self._piece[self._at:self._at + k]
@@ -333,7 +335,7 @@ class Participant:
 
     def _build(self):
         """Message (or chunk) number self.chunk, signed and sealed in self._buf."""
-        p, P, mv = self.params, self.max_payload, None
+        p, P = self.params, self.max_payload
         wb, ub = p.vect.word_bytes, p.unit.word_bytes
         total = {"sum": 96, "sum2": 76 + p.model_length * wb + ub}.get(
             self.phase, 140 + p.model_length * wb + ub + 4 + 112 * len(self._sums or ()))
@@ -407,8 +409,6 @@ class Participant:
                     if board:
                         board.ensure_network()
                     up = self.connect()
-                    if not up:
-                        raise OSError("broker refused the connection")
                     backoff = 1
                 if not self.step():
                     self.client.wait_msg(idle_ms / 1000)
