@@ -49,6 +49,15 @@ def _lost(e):
         raise MQTTError("connection to the broker lost: %s" % e)
 
 
+def _deadline(seconds):
+    return None if seconds is None else time.ticks_add(time.ticks_ms(), int(seconds * 1000))
+
+
+def _ms_left(deadline):
+    """Milliseconds until deadline; a minute at a time when there is none."""
+    return 60000 if deadline is None else time.ticks_diff(deadline, time.ticks_ms())
+
+
 def _bytes(s):
     return s.encode() if isinstance(s, str) else s
 
@@ -116,11 +125,10 @@ class MQTTClient:
         """Opens the connection; returns whether the broker still had our session. `timeout` bounds
         the connection and, afterwards, every single read or write."""
         self._close()
-        self._timeout, self._refused = timeout, 0
-        family, kind, proto, _, addr = socket.getaddrinfo(self.host, self.port, 0, socket.SOCK_STREAM)[0]
-        self.sock = self._raw = socket.socket(family, kind, proto)
-        self._tmo = None
+        self._timeout, self._refused, self._tmo = timeout, 0, None
         try:
+            family, kind, proto, _, addr = socket.getaddrinfo(self.host, self.port, 0, socket.SOCK_STREAM)[0]
+            self.sock = self._raw = socket.socket(family, kind, proto)
             self._settimeout(timeout)
             self._raw.connect(addr)
             try:
@@ -152,8 +160,10 @@ class MQTTClient:
                 for topic, qos in self._subs.items():
                     self._subscribe(topic, qos)
             return self.session_present
-        except BaseException:
+        except BaseException as e:
             self._close()
+            if isinstance(e, OSError) and not isinstance(e, MQTTError):
+                raise MQTTError("cannot connect to %s:%s: %s" % (self.host, self.port, e))
             raise
 
     def _wrap_tls(self):
@@ -188,18 +198,16 @@ class MQTTClient:
         is raised at once: trying again would not help."""
         if self.sock is not None:
             return False
-        deadline = None if timeout is None else time.ticks_add(time.ticks_ms(), int(timeout * 1000))
-        delay = 500
+        deadline, delay = _deadline(timeout), 500
         while True:
             try:
                 self.connect(self._timeout)
                 return True
             except OSError:
-                left = None if deadline is None else time.ticks_diff(deadline, time.ticks_ms())
-                if self._refused not in (0, 3) or (left is not None and left <= 0):
+                if self._refused not in (0, 3) or _ms_left(deadline) <= 0:
                     raise
             pause = delay + delay * (random.getrandbits(8) - 128) // 512  # +-25%
-            time.sleep_ms(pause if left is None else max(0, min(pause, left)))
+            time.sleep_ms(max(0, min(pause, _ms_left(deadline))))
             delay = min(delay * 2, 30000)
 
     def disconnect(self):
@@ -240,26 +248,23 @@ class MQTTClient:
             return self._send_publish(0, topic, length, fill, 0, retain, 0)
         if qos != 1:
             raise ValueError("QoS must be 0 or 1")
-        deadline = None if timeout is None else time.ticks_add(time.ticks_ms(), int(timeout * 1000))
-        pid = self._next_pid()
-        dup = 0
+        deadline, pid, dup = _deadline(timeout), self._next_pid(), 0
         try:
             while True:
                 try:
                     if self.sock is None:
-                        self.ensure_connected(None if deadline is None else self._ms_left(deadline) / 1000)
+                        self.ensure_connected(None if deadline is None else _ms_left(deadline) / 1000)
                     self._unacked = pid
-                    self._send_publish(pid, topic, length, fill, 1, retain, dup)
-                    dup = 8
+                    dup, first = 8, dup  # every later attempt is a redelivery
+                    self._send_publish(pid, topic, length, fill, 1, retain, first)
                     while self._unacked:
-                        left = 60000 if deadline is None else self._ms_left(deadline)
-                        if left <= 0:
+                        if _ms_left(deadline) <= 0:
                             raise MQTTError("no PUBACK from the broker within %s s" % timeout)
-                        self._poll(left)
+                        self._poll(_ms_left(deadline))
                     return
                 except OSError:
                     self._close()
-                    if self._refused not in (0, 3) or (deadline is not None and self._ms_left(deadline) <= 0):
+                    if self._refused not in (0, 3) or _ms_left(deadline) <= 0:
                         raise
         finally:
             self._unacked = 0
@@ -304,14 +309,14 @@ class MQTTClient:
         self._write(self._mv[:i + 4])
         self._write(topic)
         self._write(bytes((qos,)))
-        deadline = time.ticks_add(time.ticks_ms(), int(self._timeout * 1000))
+        deadline = _deadline(self._timeout)
         while self._sub_pid:
-            left = self._ms_left(deadline)
-            if left <= 0:
+            if _ms_left(deadline) <= 0:
                 self._close()
                 raise MQTTError("no SUBACK from the broker within %s s" % self._timeout)
-            self._poll(left)
+            self._poll(_ms_left(deadline))
         if self._sub_rc == 0x80:
+            self._subs.pop(topic, None)
             raise MQTTError("broker refused the subscription to %s" % topic.decode())
         return self._sub_rc
 
@@ -330,13 +335,11 @@ class MQTTClient:
     def wait_msg(self, timeout=None):
         """Waits up to `timeout` seconds (None: forever) until a PUBLISH was delivered; False if none."""
         self._connected()
-        deadline = None if timeout is None else time.ticks_add(time.ticks_ms(), int(timeout * 1000))
-        while True:
-            left = 60000 if deadline is None else self._ms_left(deadline)
-            if left <= 0:
-                return False
-            if self._poll(left) == _PUBLISH:
+        deadline = _deadline(timeout)
+        while _ms_left(deadline) > 0:
+            if self._poll(_ms_left(deadline)) == _PUBLISH:
                 return True
+        return False
 
     def _poll(self, ms):
         """Waits up to ms for one packet (less if a ping is due) and handles it; returns its type."""
@@ -404,8 +407,8 @@ class MQTTClient:
             self._cb(bytes(topic), reader, bool(first & 1))
         reader.skip()
         if qos:
-            self._write(b"\x40\x02")
-            self._write_pid(pid)
+            self._buf[0:4] = bytes((_PUBACK, 2, pid >> 8, pid & 0xFF))
+            self._write(self._mv[:4])
 
     # -- bytes on the wire -----------------------------------------------------------------------
 
@@ -444,7 +447,7 @@ class MQTTClient:
 
     def _wait_byte(self, ms):
         """Reads a packet's first byte into self._buf[0] if one comes within ms."""
-        deadline = time.ticks_add(time.ticks_ms(), ms)
+        deadline = _deadline(ms / 1000)
         while True:
             self._settimeout(0)
             try:
@@ -455,10 +458,9 @@ class MQTTClient:
                 raise MQTTError("connection closed by the broker")
             if n:
                 return True
-            left = self._ms_left(deadline)
-            if left <= 0:
+            if _ms_left(deadline) <= 0:
                 return False
-            self._poller.poll(left)  # TLS: readable may still be no whole record, so read again
+            self._poller.poll(_ms_left(deadline))  # TLS: readable may still be no whole record, so read again
 
     def _readinto(self, mv):
         self._settimeout(self._timeout)
@@ -487,7 +489,3 @@ class MQTTClient:
                 raise MQTTError("timed out writing to the broker")
             pos += n
         self._last_tx = time.ticks_ms()
-
-    @staticmethod
-    def _ms_left(deadline):
-        return time.ticks_diff(deadline, time.ticks_ms())

@@ -235,11 +235,59 @@ print("connects", c.connects)
     broker.restart()
     lines = device.finish(60)
     assert int(lines[-1].split()[1]) >= 2, "the device never had to reconnect"
+    assert "Received PUBLISH from dev-r (d1, q1" in broker.log.read_text()  # resent with DUP
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline and len({m.payload for m in collector.messages}) < 40:
         time.sleep(0.05)
     assert {m.payload for m in collector.messages} == {b"%d" % i for i in range(40)}
     collector.close()
+
+
+def test_reconnect_resubscribes_when_session_lost(mosquitto_factory, devices):
+    broker = mosquitto_factory()  # no persistence: a restart forgets every session
+    tester = Paho(broker)
+    device = devices(prelude(broker) + """
+c = MQTTClient("dev-s", HOST, PORT, keepalive=10)
+c.set_callback(lambda t, r, retained: print("got", t.decode(), r.read()))
+c.connect()
+c.subscribe("news/#")
+print("ready")
+try:
+    c.wait_msg(20)
+except MQTTError as e:
+    print("lost:", e)
+t = time.ticks_ms()
+c.ensure_connected()
+print("back after", time.ticks_diff(time.ticks_ms(), t) // 500 * 500, "session", c.session_present)
+c.wait_msg(10)
+""")
+    device.expect("ready")
+    broker.restart()
+    assert device.expect("lost:") == "lost: connection closed by the broker"
+    assert device.expect("back after").endswith("session False")
+    tester.client.reconnect()
+    time.sleep(0.2)
+    tester.publish("news/today", b"resubscribed")
+    assert device.finish()[-1] == "got news/today b'resubscribed'"
+    tester.close()
+
+
+def test_backoff_gives_up_at_timeout(tmp_path):
+    port = _free_port()  # nothing listens there
+    out = run_upy(f"PORT = {port}\n" + """
+import time
+from upet.mqtt import MQTTClient, MQTTError
+c = MQTTClient("dev-b", "127.0.0.1", PORT)
+t = time.ticks_ms()
+try:
+    c.ensure_connected(timeout=2)
+except MQTTError as e:
+    print(e)
+print(time.ticks_diff(time.ticks_ms(), t))
+""", tmp=tmp_path, timeout=20)
+    message, elapsed = out.splitlines()
+    assert message == f"cannot connect to 127.0.0.1:{port}: [Errno 111] ECONNREFUSED"
+    assert 1900 <= int(elapsed) < 3000
 
 
 def test_200k_payloads_stream_in_64k_heap(mosquitto_factory, devices, tmp_path):
