@@ -127,13 +127,13 @@ class MQTTClient:
         self._close()
         self._timeout, self._refused, self._tmo = timeout, 0, None
         try:
-            family, kind, proto, _, addr = socket.getaddrinfo(self.host, self.port, 0, socket.SOCK_STREAM)[0]
-            self.sock = self._raw = socket.socket(family, kind, proto)
+            ai = socket.getaddrinfo(self.host, self.port)[0]
+            self.sock = self._raw = socket.socket(ai[0], socket.SOCK_STREAM)
             self._settimeout(timeout)
-            self._raw.connect(addr)
-            try:
-                self._raw.setsockopt(6, 1, 1)  # TCP_NODELAY: a packet's pieces are not held back
-            except (OSError, TypeError):
+            self._raw.connect(ai[-1])
+            try:  # IPPROTO_TCP, TCP_NODELAY: the pieces of a packet are not held back
+                self._raw.setsockopt(6, 1, 1)
+            except (OSError, ValueError, TypeError):
                 pass
             if self.ssl_params is not None:
                 self.sock = self._wrap_tls()
@@ -279,7 +279,8 @@ class MQTTClient:
             self._write(self._mv[:i + 2])
             self._write(topic)
             if qos:
-                self._write_pid(pid)
+                self._buf[0], self._buf[1] = pid >> 8, pid & 0xFF
+                self._write(self._mv[:2])
             self._left = length
             fill(self._fill_write)
             if self._left:
@@ -426,10 +427,6 @@ class MQTTClient:
             i += 1
             if not n:
                 return i
-
-    def _write_pid(self, pid):
-        self._buf[0], self._buf[1] = pid >> 8, pid & 0xFF
-        self._write(self._mv[:2])
 
     def _read_length(self):
         n = 0
