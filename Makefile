@@ -21,6 +21,7 @@ test: install firmware
 bench: install
 	$(PY) bench/mask.py
 	$(PY) bench/coordinator.py
+	$(PY) bench/gateway.py
 	$(PY) bench/firmware.py
 
 vectors: install

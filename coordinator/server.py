@@ -1,6 +1,7 @@
 """The coordinator's HTTP API: XayNet's REST routes, our verdicts, status and metrics.
 
   POST /message            one sealed message -> 200, or 4xx with a JSON verdict
+  POST /messages           several (u32 BE length | message, repeated) -> 200, their verdicts
   GET  /params             RoundParameters (bincode)
   GET  /sums               SumDict (204 outside Update and Sum2)
   GET  /seeds?pk=<base64>  the caller's seed column (204 outside Sum2 or for an unknown pk)
@@ -12,6 +13,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hmac
@@ -21,11 +23,12 @@ from aiohttp import web
 
 from coordinator.rounds import Coordinator
 from coordinator.store import Store, open_store
-from pet.verdict import rejected
+from pet.verdict import Verdict, rejected
 
 log = logging.getLogger("coordinator.server")
 
 OCTET = "application/octet-stream"
+MAX_BATCH = 1000  # messages in one POST /messages at most
 COORDINATOR = web.AppKey("coordinator", Coordinator)
 
 
@@ -41,25 +44,65 @@ def _verdict_response(verdict) -> web.Response:
     return web.Response(status=verdict.http_status, body=verdict.to_json(), content_type="application/json")
 
 
-async def post_message(request: web.Request) -> web.Response:
-    coordinator = request.app[COORDINATOR]
-    api = coordinator.settings.api
-    verdict = None
+async def _read_body(request: web.Request) -> tuple[bytes | None, Verdict | None]:
+    """(body, None), or (None, the verdict) for a wrong token or a body above api.max_body_bytes."""
+    api = request.app[COORDINATOR].settings.api
     if api.token:
         given = request.headers.get("Authorization", "")
         if not hmac.compare_digest(given.encode(), f"Bearer {api.token}".encode()):
-            verdict = rejected("unauthorized", "send Authorization: Bearer <token>")
-    if verdict is None and (request.content_length or 0) > api.max_body_bytes:
-        verdict = rejected("too_large", f"{request.content_length} bytes, at most {api.max_body_bytes}")
+            return None, rejected("unauthorized", "send Authorization: Bearer <token>")
+    if (request.content_length or 0) > api.max_body_bytes:
+        return None, rejected("too_large", f"{request.content_length} bytes, at most {api.max_body_bytes}")
+    try:
+        return await request.read(), None
+    except web.HTTPRequestEntityTooLarge:
+        return None, rejected("too_large", f"more than {api.max_body_bytes} bytes")
+
+
+async def post_message(request: web.Request) -> web.Response:
+    coordinator = request.app[COORDINATOR]
+    body, verdict = await _read_body(request)
     if verdict is None:
-        try:
-            body = await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            verdict = rejected("too_large", f"more than {api.max_body_bytes} bytes")
-        else:
-            return _verdict_response(await coordinator.handle(body))
+        return _verdict_response(await coordinator.handle(body))
     coordinator.record(verdict)
     return _verdict_response(verdict)
+
+
+def split_frames(body: bytes) -> list[bytes]:
+    """The messages of a POST /messages body: u32 BE length | message, repeated."""
+    messages, at = [], 0
+    while at < len(body):
+        if len(messages) == MAX_BATCH:
+            raise ValueError(f"more than {MAX_BATCH} messages")
+        if len(body) - at < 4:
+            raise ValueError(f"message {len(messages) + 1}: {len(body) - at} bytes left, "
+                             f"its length takes 4")
+        length = int.from_bytes(body[at:at + 4], "big")
+        if length > len(body) - at - 4:
+            raise ValueError(f"message {len(messages) + 1}: {length} bytes announced, "
+                             f"{len(body) - at - 4} left")
+        messages.append(body[at + 4:at + 4 + length])
+        at += 4 + length
+    return messages
+
+
+async def post_messages(request: web.Request) -> web.Response:
+    """Several messages in one request, for a gateway with many uplinks to forward: each is
+    judged as by POST /message, all at once (so that updates share store transactions),
+    and the answer is the list of their verdicts, in order."""
+    coordinator = request.app[COORDINATOR]
+    body, verdict = await _read_body(request)
+    if verdict is None:
+        try:
+            messages = split_frames(body)
+        except ValueError as e:
+            verdict = rejected("malformed", str(e))
+    if verdict is not None:
+        coordinator.record(verdict)
+        return _verdict_response(verdict)
+    verdicts = await asyncio.gather(*(coordinator.handle(m) for m in messages))
+    return web.Response(body=b"[" + b", ".join(v.to_json() for v in verdicts) + b"]",
+                        content_type="application/json")
 
 
 async def get_params(request: web.Request) -> web.Response:
@@ -106,7 +149,8 @@ def make_app(coordinator: Coordinator) -> web.Application:
     app = web.Application(client_max_size=coordinator.settings.api.max_body_bytes)
     app[COORDINATOR] = coordinator
     app.add_routes([
-        web.post("/message", post_message), web.get("/params", get_params), web.get("/sums", get_sums),
+        web.post("/message", post_message), web.post("/messages", post_messages),
+        web.get("/params", get_params), web.get("/sums", get_sums),
         web.get("/seeds", get_seeds), web.get("/model", get_model), web.get("/status", get_status),
         web.get("/metrics", get_metrics), web.get("/health", get_health), web.get("/healthz", get_health),
     ])

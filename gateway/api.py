@@ -4,12 +4,18 @@ Every answer is sorted into two kinds: a verdict on the message (final: the
 uplink leaves the queue), or `Unavailable` (the coordinator could not judge it:
 no connection, a timeout, 5xx, or an answer that is not a verdict; the uplink
 stays queued and is sent again later).
+
+Several uplinks go in one POST /messages while the coordinator offers it (ours:
+a request costs the gateway more than relaying the uplink in it); a coordinator
+without it (XayNet's) gets one POST /message each.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+import logging
 import time
 import urllib.parse
 
@@ -17,6 +23,10 @@ import aiohttp
 
 from gateway.metrics import Metrics
 from pet.verdict import ACCEPTED, Verdict
+
+log = logging.getLogger("gateway.api")
+
+RETRY_BATCH = 600.0  # seconds before a coordinator without POST /messages is asked again
 
 
 class Unavailable(Exception):
@@ -31,6 +41,7 @@ class CoordinatorApi:
         self.metrics = metrics
         self._session: aiohttp.ClientSession | None = None
         self.up: bool | None = None  # did the last request get an answer? None: no request yet
+        self._no_batch_until = 0.0   # monotonic time; before it, POST /message only
 
     async def start(self) -> None:
         self._session = aiohttp.ClientSession(timeout=self.timeout, headers=self.headers)
@@ -54,6 +65,32 @@ class CoordinatorApi:
         # a verdict (a proxy's error page, a wrong URL): keep the message and retry.
         self.metrics.coordinator_errors.labels("/message").inc()
         raise Unavailable(f"POST /message: HTTP {status} {body[:200].decode(errors='replace')!r}")
+
+    @property
+    def batch(self) -> bool:
+        """Is POST /messages worth trying?"""
+        return time.monotonic() >= self._no_batch_until
+
+    async def post_messages(self, payloads: list[bytes]) -> list[Verdict]:
+        """The verdicts on several messages, in order: in one POST /messages, or one POST
+        /message each when the coordinator does not take them together (a coordinator
+        without the route, a body too large for it)."""
+        if len(payloads) > 1 and self.batch:
+            body = b"".join(len(p).to_bytes(4, "big") + p for p in payloads)
+            started = time.monotonic()
+            status, answer = await self._request("POST", "/messages", body)
+            self.metrics.latency.observe(time.monotonic() - started)
+            if status == 200:
+                verdicts = _verdicts(answer, len(payloads))
+                if verdicts is not None:
+                    return verdicts
+            if status in (200, 401):  # a 200 that is no list of verdicts; the gateway's own token
+                self.metrics.coordinator_errors.labels("/messages").inc()
+                raise Unavailable(f"POST /messages: HTTP {status} {answer[:200].decode(errors='replace')!r}")
+            if status in (404, 405):
+                log.info("the coordinator has no POST /messages: one POST /message per uplink")
+                self._no_batch_until = time.monotonic() + RETRY_BATCH
+        return list(await asyncio.gather(*(self.post_message(p) for p in payloads)))
 
     async def get(self, path: str) -> bytes | None:
         """The body of a GET, None for 204 (not available in this phase)."""
@@ -96,12 +133,31 @@ class CoordinatorApi:
         self.metrics.coordinator_up.set(int(up))
 
 
+def _as_verdict(d: object) -> Verdict | None:
+    """A decoded verdict JSON object, or None when d is not one."""
+    if isinstance(d, dict) and d.get("accepted") is True:
+        return ACCEPTED
+    if isinstance(d, dict) and d.get("accepted") is False and isinstance(d.get("reason"), str):
+        return Verdict(False, d["reason"], str(d.get("detail", "")))
+    return None
+
+
 def _verdict(body: bytes) -> Verdict | None:
-    """A verdict JSON body, or None when the body is not one."""
+    """A rejection's JSON body, or None when the body is not one."""
     try:
-        d = json.loads(body)
+        verdict = _as_verdict(json.loads(body))
     except ValueError:
         return None
-    if not isinstance(d, dict) or d.get("accepted") is not False or not isinstance(d.get("reason"), str):
+    return verdict if verdict is not None and not verdict.accepted else None
+
+
+def _verdicts(body: bytes, count: int) -> list[Verdict] | None:
+    """The JSON list of `count` verdicts of POST /messages, or None when the body is not one."""
+    try:
+        items = json.loads(body)
+    except ValueError:
         return None
-    return Verdict(False, d["reason"], str(d.get("detail", "")))
+    if not isinstance(items, list) or len(items) != count:
+        return None
+    verdicts = [_as_verdict(d) for d in items]
+    return None if any(v is None for v in verdicts) else verdicts

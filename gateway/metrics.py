@@ -25,7 +25,8 @@ class Metrics:
         self.queued_bytes = Gauge("pet_gateway_queue_bytes", "Payload bytes waiting in the queue",
                                   registry=r)
         self.latency = Histogram("pet_gateway_coordinator_seconds",
-                                 "Time the coordinator took to answer POST /message", registry=r,
+                                 "Time the coordinator took to answer POST /message or /messages",
+                                 registry=r,
                                  buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10))
         self.coordinator_errors = Counter("pet_gateway_coordinator_errors_total",
                                           "Requests to the coordinator that failed and will be retried",

@@ -3,7 +3,8 @@
 Intake (a thread) takes what paho hands over, checks the topic and payload,
 stores the uplinks in the queue in one transaction per batch and only then
 sends the PUBACKs. Relay (an asyncio task) forwards the oldest queued uplinks
-to POST /message, publishes each verdict on <prefix>/dev/<pk_hex>/ack and
+to the coordinator (several in one POST /messages when they are waiting, else
+POST /message), publishes each verdict on <prefix>/dev/<pk_hex>/ack and
 removes the uplink from the queue. While the coordinator cannot answer, the
 uplinks stay queued and Relay retries with capped, jittered backoff.
 
@@ -19,7 +20,7 @@ Drop policy (each drop is counted in pet_gateway_uplinks_dropped_total{reason}):
 from __future__ import annotations
 
 import asyncio
-import json
+import functools
 import logging
 import queue as thread_queue
 import random
@@ -36,6 +37,8 @@ from pet.verdict import Verdict
 log = logging.getLogger("gateway.relay")
 
 BATCH = 256  # uplinks stored in one transaction at most
+SEND_MESSAGES = 32    # uplinks in one POST /messages at most
+SEND_BYTES = 1 << 20  # and their payload bytes (a larger uplink goes alone)
 QUEUE_FULL = Verdict(False, "queue_full", "the gateway's queue is full; send the message again later")
 ROUND_ENDED = Verdict(False, "undecryptable", "the round ended before the gateway could deliver "
                                               "the message")
@@ -43,8 +46,13 @@ ROUND_ENDED = Verdict(False, "undecryptable", "the round ended before the gatewa
 
 def ack_payload(verdict: Verdict, msg: str) -> bytes:
     """The ack topic's JSON: the verdict of pet.verdict plus the uplink's message id."""
-    return json.dumps({"accepted": verdict.accepted, "reason": verdict.reason,
-                       "detail": verdict.detail, "msg": msg}).encode()
+    return _verdict_json(verdict)[:-1] + b', "msg": "' + msg.encode() + b'"}'
+
+
+@functools.lru_cache(maxsize=256)
+def _verdict_json(verdict: Verdict) -> bytes:
+    """Most acks carry one of a few verdicts: encode each once."""
+    return verdict.to_json()
 
 
 class Intake:
@@ -162,10 +170,11 @@ class Backoff:
 class Relay:
     """Forwards queued uplinks, oldest first, with at most `concurrency` requests in flight.
 
-    Uplinks are read from the queue in order (a cursor: the newest one handed out) and
-    answered uplinks are removed in batches. When the coordinator cannot answer one, no new
-    ones are sent; once those in flight are done, reading starts again from the oldest
-    uplink still queued, after a backoff delay.
+    Uplinks are read from the queue in order (a cursor: the newest one handed out), sent
+    in groups of those waiting (one request each) and removed in batches once answered.
+    When the coordinator cannot answer a request, no new ones are sent; once those in
+    flight are done, reading starts again from the oldest uplink still queued, after a
+    backoff delay.
     """
 
     def __init__(self, queue: UplinkQueue, api: CoordinatorApi, link: MqttLink, metrics: Metrics,
@@ -215,13 +224,13 @@ class Relay:
                     except TimeoutError:
                         pass
                     continue
-                for uplink in batch:
+                for group in self._groups(batch):
                     await self._slots.acquire()
                     if self._failed:
                         self._slots.release()
                         break
-                    cursor = uplink.id
-                    task = asyncio.create_task(self._handle(uplink))
+                    cursor = group[-1].id
+                    task = asyncio.create_task(self._handle(group))
                     self._in_flight.add(task)
                     task.add_done_callback(self._in_flight.discard)
         finally:
@@ -229,6 +238,19 @@ class Relay:
                 task.cancel()
             await asyncio.gather(*self._in_flight, return_exceptions=True)
             await self._remove_answered(quiet=True)
+
+    def _groups(self, uplinks: list[Uplink]):
+        """Consecutive uplinks, as many in one group as one request may carry."""
+        most = SEND_MESSAGES if self.api.batch else 1
+        group, size = [], 0
+        for uplink in uplinks:
+            if group and (len(group) == most or size + len(uplink.payload) > SEND_BYTES):
+                yield group
+                group, size = [], 0
+            group.append(uplink)
+            size += len(uplink.payload)
+        if group:
+            yield group
 
     async def _retry_later(self) -> None:
         await asyncio.gather(*self._in_flight, return_exceptions=True)
@@ -256,39 +278,49 @@ class Relay:
         self.metrics.queued.set(self.queue.count)
         self.metrics.queued_bytes.set(self.queue.bytes)
 
-    async def _handle(self, uplink: Uplink) -> None:
+    async def _handle(self, group: list[Uplink]) -> None:
         try:
-            try:
-                verdict = await self._deliver(uplink)
-            except Exception as e:  # a bug must not lose the uplink: it stays queued
-                log.exception("failed to forward uplink %d", uplink.id)
-                self.last_error, verdict = repr(e), None
-            if verdict is None:
-                self._failed = True
-                self._wake.set()
-                return
-            if self.backoff.failures:
-                log.info("the coordinator answers again; %d uplinks queued", self.queue.count)
-                self.backoff.reset()
-            self.link.publish(self.link.topics.ack(uplink.device), ack_payload(verdict, uplink.msg))
-            self._answered.append(uplink.id)
+            current = self.round_pk()
+            send = []
+            for uplink in group:
+                if uplink.round_pk is not None and current is not None and uplink.round_pk != current:
+                    self.metrics.dropped.labels("round_ended").inc()
+                    self._answer(uplink, ROUND_ENDED)
+                else:
+                    send.append(uplink)
+            if send:
+                try:
+                    verdicts = await self._deliver(send)
+                except Exception as e:  # a bug must not lose the uplinks: they stay queued
+                    log.exception("failed to forward %d uplinks", len(send))
+                    self.last_error, verdicts = repr(e), None
+                if verdicts is None:
+                    self._failed = True
+                    self._wake.set()
+                    return
+                if self.backoff.failures:
+                    log.info("the coordinator answers again; %d uplinks queued", self.queue.count)
+                    self.backoff.reset()
+                for uplink, verdict in zip(send, verdicts):
+                    self._answer(uplink, verdict)
             if len(self._in_flight) <= 1:  # the last one (this task leaves the set when done)
                 self._wake.set()           # so that run() removes the answered ones now
         finally:
             self._slots.release()
 
-    async def _deliver(self, uplink: Uplink) -> Verdict | None:
-        """The verdict for this uplink, or None when it has to stay queued."""
-        current = self.round_pk()
-        if uplink.round_pk is not None and current is not None and uplink.round_pk != current:
-            self.metrics.dropped.labels("round_ended").inc()
-            return ROUND_ENDED
+    def _answer(self, uplink: Uplink, verdict: Verdict) -> None:
+        self.link.publish(self.link.topics.ack(uplink.device), ack_payload(verdict, uplink.msg))
+        self._answered.append(uplink.id)
+
+    async def _deliver(self, uplinks: list[Uplink]) -> list[Verdict] | None:
+        """The verdicts for these uplinks, or None when they have to stay queued."""
         try:
-            verdict = await self.api.post_message(uplink.payload)
+            verdicts = await self.api.post_messages([uplink.payload for uplink in uplinks])
         except Unavailable as e:
             self.last_error = str(e)
             return None
-        self.metrics.relayed.labels("accepted" if verdict.accepted else "rejected").inc()
-        if not verdict.accepted:
-            self.metrics.rejected.labels(verdict.reason).inc()
-        return verdict
+        for verdict in verdicts:
+            self.metrics.relayed.labels("accepted" if verdict.accepted else "rejected").inc()
+            if not verdict.accepted:
+                self.metrics.rejected.labels(verdict.reason).inc()
+        return verdicts

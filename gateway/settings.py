@@ -67,7 +67,7 @@ class CoordinatorSettings:
     token: str = field(default="", metadata={"secret": True})  # sent as Authorization: Bearer
     timeout: float = 10.0        # seconds for one HTTP request
     poll_interval: float = 0.25  # seconds between two looks at GET /status
-    concurrency: int = 16        # uplinks forwarded at once
+    concurrency: int = 16        # requests in flight at once
 
 
 @dataclass(frozen=True)

@@ -352,3 +352,53 @@ def test_full_round_on_redis(redis_url, config):
         drive(fleet, lambda: c.status()["latest_model"] is not None, timeout=30)
         want, n = weighted_average(fleet, seed)
         assert n >= 3 and np.allclose(model_of(c.url)[1], want, atol=1e-5)
+
+
+def post_batch(url, body: bytes, headers=None):
+    req = urllib.request.Request(url + "/messages", data=body, method="POST", headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def frames(*messages: bytes) -> bytes:
+    return b"".join(len(m).to_bytes(4, "big") + m for m in messages)
+
+
+def test_a_batch_of_messages_gets_their_verdicts_in_order():
+    settings = fast_settings(**{"api.token": "s3cret", "pet.sum.time.min": 30, "pet.sum.time.max": 60})
+    with RunningCoordinator(settings) as c:
+        auth = {"Authorization": "Bearer s3cret"}
+        params = RoundParameters.from_bytes(get(c.url, "/params")[1])
+        sums = []
+        for start in (1000, 2000):
+            keys, sel = _key_with_task(params, Task.SUM, start)
+            sums.append(_sealed(Message.from_payload(keys.public_key, params.pk,
+                                                     Sum(sel.sum_signature, bytes(32))), keys, params.pk))
+        assert sums[0] != sums[1]
+
+        status, verdicts = post_batch(c.url, frames(b"garbage", sums[0], crypto.seal(b"x" * 200, params.pk),
+                                                    sums[1]), auth)
+        assert status == 200
+        assert [(v["accepted"], v["reason"]) for v in verdicts] == [
+            (False, "undecryptable"), (True, ""), (False, "malformed"), (True, "")]
+        status, verdicts = post_batch(c.url, frames(sums[1]), auth)
+        assert (status, verdicts[0]["reason"]) == (200, "duplicate")
+        assert post_batch(c.url, b"", auth) == (200, [])
+
+        # the body as a whole: its framing, its size, the token
+        status, error = post_batch(c.url, frames(sums[0])[:-1], auth)
+        assert (status, error["reason"]) == (400, "malformed") and "announced" in error["detail"]
+        status, error = post_batch(c.url, frames(sums[0]) + b"\x00\x00", auth)
+        assert (status, error["reason"]) == (400, "malformed")
+        too_big = b"x" * (c.settings.api.max_body_bytes + 1)
+        assert post_batch(c.url, too_big, auth)[1]["reason"] == "too_large"
+        assert post_batch(c.url, frames(b"garbage"))[1]["reason"] == "unauthorized"
+        status, error = post_batch(c.url, frames(b"garbage"), {"Authorization": "Bearer wrong"})
+        assert (status, error["reason"]) == (401, "unauthorized")
+
+        counters = c.status()["counters"]
+        assert counters["accepted"] == 2 and counters["rejected"] == 3 + 5  # each message, each refused body
+        assert c.status()["sum_participants"] == 2

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import http.server
 import json
 import os
 import signal
@@ -593,7 +594,8 @@ def test_uplinks_sent_while_the_coordinator_is_down_reach_it_once(broker, prefix
         assert metric(metrics, "pet_messages_total", phase="update", verdict="accepted") == len(updaters)
         assert metric(metrics, "pet_messages_total", phase="update", verdict="rejected") == 0
         assert gw.metric("pet_gateway_uplinks_relayed_total", verdict="accepted") >= len(updaters)
-        assert gw.metric("pet_gateway_coordinator_errors_total", route="/message") >= 1
+        assert gw.metric("pet_gateway_coordinator_errors_total", route="/message") \
+            + gw.metric("pet_gateway_coordinator_errors_total", route="/messages") >= 1
         assert all(len(device.acks) == 1 and device.acks[0]["accepted"] for _, _, device in updaters)
         average, senders = weighted_average([app for _, app, _ in fleet], params.seed)
         model = np.frombuffer(http_get(url + "/model?format=f32")[12:], "<f4")
@@ -743,3 +745,107 @@ def test_round_state_left_on_the_broker_by_an_earlier_run_is_cleared(broker, pre
                  and watcher.topic("round/params") == c.coordinator.params_bytes(),
                  what="only this round's parameters to be retained")
         watcher.close()
+
+
+# -- several uplinks in one request ------------------------------------------------------------
+
+class StubCoordinator(http.server.ThreadingHTTPServer):
+    """Stands in for the coordinator's POST routes and records every message and the route it
+    came by. It accepts a message whose first byte is even and rejects the others, with the
+    message's SHA-256 as the detail: an ack shows whose verdict it is. Without `batch`,
+    POST /messages is 404, as on a coordinator that lacks it."""
+
+    daemon_threads = True
+
+    def __init__(self, batch: bool):
+        super().__init__(("127.0.0.1", 0), _StubHandler)
+        self.batch = batch
+        self.received: list[tuple[str, bytes]] = []  # (route, message)
+        self.batch_sizes: list[int] = []
+        self.refused = 0  # POST /messages answered 404
+        self.lock = threading.Lock()
+        self.port = self.server_address[1]
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @staticmethod
+    def verdict(message: bytes) -> dict:
+        if message[0] % 2 == 0:
+            return {"accepted": True, "reason": "", "detail": ""}
+        return {"accepted": False, "reason": "undecryptable", "detail": hashlib.sha256(message).hexdigest()}
+
+
+class _StubHandler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as the real one
+
+    def do_GET(self):
+        if self.path == "/status":
+            self._answer(200, json.dumps({"round_id": 1, "phase": "sum"}).encode())
+        else:
+            self._answer(204)  # no round parameters: the uplinks carry no round key
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        stub = self.server
+        if self.path == "/message":
+            with stub.lock:
+                stub.received.append(("/message", body))
+            verdict = stub.verdict(body)
+            if verdict["accepted"]:
+                self._answer(200)
+            else:
+                self._answer(400, json.dumps(verdict).encode())
+        elif not stub.batch:
+            with stub.lock:
+                stub.refused += 1
+            self._answer(404, b"404: Not Found")
+        else:
+            messages, at = [], 0
+            while at < len(body):
+                length = int.from_bytes(body[at:at + 4], "big")
+                messages.append(body[at + 4:at + 4 + length])
+                at += 4 + length
+            with stub.lock:
+                stub.received += [("/messages", m) for m in messages]
+                stub.batch_sizes.append(len(messages))
+            self._answer(200, json.dumps([stub.verdict(m) for m in messages]).encode())
+
+    def _answer(self, status: int, body: bytes = b""):
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.mark.parametrize("batch", [True, False], ids=["POST /messages", "fallback to POST /message"])
+def test_uplinks_that_waited_reach_the_coordinator_once_each(broker, prefix, tmp_path, batch):
+    stub = StubCoordinator(batch)
+    switch = Switch(stub.port)
+    switch.set_cut(True)  # the uplinks wait in the queue, so that several go at once
+    try:
+        settings = load_settings(env=gateway_env(broker, switch.url, tmp_path / "q.db", prefix))
+        with RunningGateway(settings) as gw:
+            devices = [Device(broker, prefix, bytes([i + 1]) * 32) for i in range(4)]
+            sent = []
+            for k in range(40):
+                payload = bytes([k]) + os.urandom(299)
+                sent.append((devices[k % 4], payload, devices[k % 4].publish(payload)))
+            wait_for(lambda: gw.metric("pet_gateway_queue_messages") == 40, what="40 queued uplinks")
+            switch.set_cut(False)
+            for device, payload, msg in sent:
+                assert device.ack(msg, 20) == StubCoordinator.verdict(payload) | {"msg": msg}
+            wait_for(lambda: gw.metric("pet_gateway_queue_messages") == 0, what="an empty queue")
+            assert gw.metric("pet_gateway_uplinks_relayed_total", verdict="accepted") == 20
+            assert gw.metric("pet_gateway_uplinks_rejected_total", reason="undecryptable") == 20
+            for device in devices:
+                device.close()
+    finally:
+        switch.close()
+        stub.shutdown()
+    assert sorted(m for _, m in stub.received) == sorted(p for _, p, _ in sent)  # each once
+    if batch:
+        assert {route for route, _ in stub.received} == {"/messages"} and max(stub.batch_sizes) > 1
+    else:
+        assert {route for route, _ in stub.received} == {"/message"} and stub.refused >= 1
