@@ -18,6 +18,8 @@ Failure behaviour:
   means the connection is dead. Call `check_msg()` at least every keepalive/2.
 - Every read of a packet has a timeout, and lengths are checked, so a broken
   or hostile broker gives an MQTTError, never a hang.
+TLS: `ssl_params` go to `ssl.wrap_socket` (e.g. `cadata`: the CA certificate,
+DER; `server_hostname`); given `cadata`, the broker's certificate is checked.
 """
 
 import errno
