@@ -19,8 +19,9 @@ def fast_settings(**overrides):
     """Settings for quick test rounds; overrides as {"pet.sum.prob": 0.3, ...}."""
     env = {
         "PET__PET__SUM__PROB": "0.3", "PET__PET__UPDATE__PROB": "0.9",
-        "PET__PET__SUM__TIME__MIN": "0.3", "PET__PET__SUM__TIME__MAX": "20",
-        "PET__PET__UPDATE__TIME__MIN": "0.3", "PET__PET__UPDATE__TIME__MAX": "20",
+        # minimum phase times long enough that a busy machine gets every participant in
+        "PET__PET__SUM__TIME__MIN": "0.5", "PET__PET__SUM__TIME__MAX": "20",
+        "PET__PET__UPDATE__TIME__MIN": "1.0", "PET__PET__UPDATE__TIME__MAX": "20",
         "PET__PET__SUM2__TIME__MIN": "0.3", "PET__PET__SUM2__TIME__MAX": "20",
         "PET__MODEL__LENGTH": "40", "PET__STORE__PATH": ":memory:",
     }

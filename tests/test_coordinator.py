@@ -174,7 +174,7 @@ def test_dropout_margin_needs_more_sum_participants():
 
 
 def test_concurrent_updates_all_count():
-    settings = fast_settings(**{"pet.sum.prob": 0.05, "pet.update.prob": 1.0,
+    settings = fast_settings(**{"pet.sum.prob": 0.1, "pet.update.prob": 1.0, "pet.sum.time.min": 2,
                                 "pet.update.time.min": 3, "model.length": 200})
     with RunningCoordinator(settings) as c:
         fleet = make_fleet(c.url, 40)
