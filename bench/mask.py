@@ -40,7 +40,7 @@ def floor_mask(weights: np.ndarray) -> np.ndarray:
 
 def floor_aggregate(a: np.ndarray, b: np.ndarray, order: int) -> np.ndarray:
     s = a + b
-    return np.where(s >= np.uint64(order), s - np.uint64(order), s)
+    return np.minimum(s, s - np.uint64(order))
 
 
 def run(n: int, repeat: int) -> list[dict]:
