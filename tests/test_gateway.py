@@ -558,13 +558,17 @@ def coordinator_status(url: str) -> dict:
     return json.loads(http_get(url + "/status") or b"{}")
 
 
+OUTAGE = 30  # seconds the coordinator is away during Update
+
+
 def test_uplinks_sent_while_the_coordinator_is_down_reach_it_once(broker, prefix, tmp_path):
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
-    # Update lasts at least 16 s: the outage (10 s) and the restart fit in, so the phase
+    # Update lasts at least OUTAGE + 6 s: the outage and the restart fit in, so the phase
     # cannot end before the queued updates are in.
     coordinator = Service("coordinator", ["--port", str(port), "--data-dir", str(tmp_path / "data")],
-                          COORDINATOR_ENV | {"PET__PET__UPDATE__TIME__MIN": "16"},
+                          COORDINATOR_ENV | {"PET__PET__UPDATE__TIME__MIN": str(OUTAGE + 6),
+                                             "PET__PET__UPDATE__TIME__MAX": str(OUTAGE + 60)},
                           tmp_path / "coordinator.log", url + "/healthz").start()
     try:
         with RunningGateway(load_settings(env=gateway_env(broker, url, tmp_path / "q.db", prefix))) as gw:
@@ -582,7 +586,7 @@ def test_uplinks_sent_while_the_coordinator_is_down_reach_it_once(broker, prefix
                     app.ready = True
                 wait_for(lambda: gw.metric("pet_gateway_queue_messages") == len(updaters),
                          what="every update to wait in the gateway's queue")
-                time.sleep(max(0.0, 10 - (time.monotonic() - down)))
+                time.sleep(max(0.0, OUTAGE - (time.monotonic() - down)))
                 assert gw.metric("pet_gateway_queue_messages") == len(updaters)
                 assert all(device.acks == [] for _, _, device in updaters)  # no verdict yet
                 coordinator.start()
