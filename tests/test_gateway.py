@@ -36,9 +36,11 @@ from gateway.queue import DUPLICATE, FULL, QUEUED, Incoming, UplinkQueue
 from gateway.relay import Backoff
 from gateway.settings import GatewaySettings, Settings, SettingsError, load_settings
 from pet.crypto import SigningKeyPair
-from pet.participant import Participant, TransportError, Verdict
+from pet.participant import Participant
+from pet.participant.mqtt import DeviceClient as Device
+from pet.participant.mqtt import MqttTransport
 from pet.sortition import Task, select_task
-from pet.wire import RoundParameters, SumDict, UpdateSeedDict
+from pet.wire import RoundParameters
 from tests.conftest import _free_port
 from tests.coordinator_harness import App, RunningCoordinator, fast_settings
 
@@ -223,90 +225,6 @@ class Switch:
 
 # -- devices --------------------------------------------------------------------------------
 
-class Device:
-    """A device's MQTT client: the retained round topics as they arrive, its own acks
-    (and whatever `watch` matches, to see what the broker holds)."""
-
-    def __init__(self, broker: tuple[str, int], prefix: str, pk: bytes, watch: str = ""):
-        self.prefix, self.pk_hex = prefix, pk.hex()
-        self.retained: dict[str, bytes] = {}
-        self.acks: list[dict] = []
-        self.cond = threading.Condition()
-        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"dev-{uuid.uuid4().hex[:8]}")
-        self.client.on_message = self._on_message
-        subscribed = threading.Event()
-        self.client.on_subscribe = lambda *a: subscribed.set()
-        self.client.connect(*broker)
-        self.client.loop_start()
-        self.client.subscribe([(f"{prefix}/round/params", 1), (f"{prefix}/round/sums", 1),
-                               (f"{prefix}/round/seeds/{self.pk_hex}", 1), (f"{prefix}/model/global", 1),
-                               (f"{prefix}/dev/{self.pk_hex}/ack", 1)] + ([(watch, 1)] if watch else []))
-        assert subscribed.wait(10)
-
-    def _on_message(self, client, userdata, msg):
-        with self.cond:
-            if msg.topic.endswith("/ack"):
-                self.acks.append(json.loads(msg.payload))
-            elif msg.payload:
-                self.retained[msg.topic] = bytes(msg.payload)
-            else:
-                self.retained.pop(msg.topic, None)
-            self.cond.notify_all()
-
-    def topic(self, name: str) -> bytes | None:
-        with self.cond:
-            return self.retained.get(f"{self.prefix}/{name}")
-
-    def publish(self, payload: bytes, topic: str | None = None) -> str:
-        """Publish an uplink (QoS 1); returns its message id."""
-        self.client.publish(topic or f"{self.prefix}/dev/{self.pk_hex}/msg", payload, qos=1)
-        return hashlib.sha256(payload).hexdigest()[:16]
-
-    def ack(self, msg: str, timeout: float) -> dict | None:
-        with self.cond:
-            self.cond.wait_for(lambda: any(a["msg"] == msg for a in self.acks), timeout)
-            return next((a for a in self.acks if a["msg"] == msg), None)
-
-    def close(self):
-        self.client.disconnect()  # wakes paho's thread, so loop_stop() need not wait for it
-        self.client.loop_stop()
-
-
-class MqttTransport:
-    """pet.participant's Transport over the gateway's topics (docs/protocol.md section 6)."""
-
-    def __init__(self, device: Device, ack_timeout: float = 10.0):
-        self.device = device
-        self.ack_timeout = ack_timeout
-        self.sent: list[str] = []
-
-    def params(self):
-        raw = self.device.topic("round/params")
-        return RoundParameters.from_bytes(raw) if raw else None
-
-    def sums(self):
-        raw = self.device.topic("round/sums")
-        return SumDict.from_bytes(raw) if raw else None
-
-    def seeds(self, sum_pk: bytes):
-        raw = self.device.topic(f"round/seeds/{sum_pk.hex()}")
-        return UpdateSeedDict.from_bytes(raw) if raw else None
-
-    def model(self):
-        raw = self.device.topic("model/global")
-        if not raw:
-            return None
-        return [float(w) for w in np.frombuffer(raw[12:], dtype="<f4")]
-
-    def send(self, sealed: bytes) -> Verdict:
-        msg = self.device.publish(sealed)
-        self.sent.append(msg)
-        ack = self.device.ack(msg, self.ack_timeout)
-        if ack is None:
-            raise TransportError(f"no ack for {msg} within {self.ack_timeout} s")
-        return Verdict(ack["accepted"], ack["reason"], ack["detail"])
-
-
 def make_devices(broker, prefix: str, count: int, first_key: int = 1, ack_timeout: float = 10.0):
     """(participant, app, device) triples with fixed keys and models."""
     fleet = []
@@ -455,6 +373,26 @@ def test_a_round_through_mqtt_delivers_the_global_model(broker, prefix, tmp_path
         assert gw.metric("pet_gateway_downlink_publishes_total", topic="clear") >= 1 + latest["sums"]
         wait_for(lambda: gw.metric("pet_gateway_queue_messages") == 0, what="an empty queue")
         observer.close()
+
+
+def test_the_command_line_participant_takes_part_over_mqtt(broker, prefix, tmp_path):
+    with RunningCoordinator(fast_settings()) as c, RunningGateway(load_settings(env=gateway_env(
+            broker, c.url, tmp_path / "q.db", prefix))):
+        np.save(tmp_path / "model.npy", np.full(c.settings.model.length, 0.25, dtype=np.float32))
+        host, port = broker
+        proc = subprocess.Popen([sys.executable, "-m", "pet.participant", "--mqtt", f"{host}:{port}",
+                                 "--prefix", prefix, "--state", str(tmp_path / "state"),
+                                 "--model", str(tmp_path / "model.npy")],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            with Fleet(make_devices(broker, prefix, 10)):
+                wait_for(lambda: (tmp_path / "state" / "global-latest.npy").exists(), timeout=60,
+                         what="the command-line participant to save a global model")
+        finally:
+            proc.terminate()
+            out = proc.communicate(timeout=10)[0]
+        assert f"mqtt://{host}:{port}" in out and "new global model saved" in out
+        assert np.load(tmp_path / "state" / "global-latest.npy").shape == (c.settings.model.length,)
 
 
 # -- the queue, backoff and settings on their own -----------------------------------------------

@@ -22,6 +22,12 @@ from pet.participant import HttpTransport, Participant, Settings, StateStore
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="pet-participant", description=__doc__.splitlines()[0])
     parser.add_argument("--url", default="http://127.0.0.1:8081", help="coordinator URL (default %(default)s)")
+    parser.add_argument("--mqtt", metavar="HOST:PORT",
+                        help="take part through a gateway's MQTT broker instead of the coordinator's URL")
+    parser.add_argument("--prefix", default="pet", help="MQTT topic prefix (default %(default)s)")
+    parser.add_argument("--username", help="MQTT username (pet-provision makes it the public key's hex)")
+    parser.add_argument("--password", help="MQTT password")
+    parser.add_argument("--tls-ca", metavar="FILE", help="CA certificate file: connect to the broker with TLS")
     parser.add_argument("--state", type=Path, default=Path("pet-participant"),
                         help="state directory: key, round progress, unsent messages (default %(default)s)")
     parser.add_argument("--model", type=Path, required=True, help=".npy file with the local model (float32)")
@@ -48,9 +54,22 @@ def main(argv=None) -> int:
         logging.info("new global model saved to %s", path)
 
     store = StateStore(args.state)
-    p = Participant(HttpTransport(args.url, token=args.token), train, store=store, on_global_model=save_global,
+    if args.mqtt:
+        from pet.participant.mqtt import DeviceClient, MqttTransport
+        host, _, port = args.mqtt.rpartition(":")
+        if not (host and port.isdigit()):
+            parser.error(f"--mqtt wants HOST:PORT, got {args.mqtt!r}")
+        pk = store.load_or_create_keys().public_key
+        client = DeviceClient((host, int(port)), args.prefix, pk, username=args.username, password=args.password,
+                              tls_ca=args.tls_ca)
+        transport = MqttTransport(client)
+        where = f"mqtt://{args.mqtt}"
+    else:
+        transport = HttpTransport(args.url, token=args.token)
+        where = args.url
+    p = Participant(transport, train, store=store, on_global_model=save_global,
                     settings=Settings(scalar=args.scalar, max_message_size=args.max_message_size or None))
-    logging.info("participant %s, coordinator %s", p.public_key.hex()[:16], args.url)
+    logging.info("participant %s, coordinator %s", p.public_key.hex()[:16], where)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *a: stop.set())
     try:
