@@ -30,41 +30,22 @@ def fast_settings(**overrides):
     return load_settings(None, env=env)
 
 
-class RunningCoordinator:
-    """Serve a coordinator in its own event loop thread; `url` is its base URL."""
+class LoopThread:
+    """An asyncio event loop in a daemon thread; `call` runs a coroutine on it."""
 
-    def __init__(self, settings, store=None, evaluate=None, key_label=b"test"):
-        self.settings = settings
-        # fixed round keys: sortition, and so each test's roles, are the same on every run
-        keygen = (lambda round_id: EncryptKeyPair.from_seed(sha256(key_label + round_id.to_bytes(8, "little"))))
-        self.app = build(settings, store=store, evaluate=evaluate, keygen=keygen)
-        self.coordinator = self.app[COORDINATOR]
+    def __init__(self):
         self.loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
-        if not self._ready.wait(20):
-            raise RuntimeError("coordinator did not start")
 
-    def _serve(self):
-        asyncio.set_event_loop(self.loop)
-        self.runner = web.AppRunner(self.app)
-        self.loop.run_until_complete(self.runner.setup())
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        self.loop.run_until_complete(site.start())
-        self.port = site._server.sockets[0].getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        self._ready.set()
-        self.loop.run_forever()
-
-    def call(self, coro, timeout=30):
+    def call(self, coro, timeout: float = 30):
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
-    def status(self) -> dict:
-        return self.coordinator.status()
+    async def _cleanup(self) -> None:
+        """What stop() runs on the loop before it ends."""
 
     def stop(self):
-        self.call(self.runner.cleanup())
+        self.call(self._cleanup())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
 
@@ -73,6 +54,33 @@ class RunningCoordinator:
 
     def __exit__(self, *exc):
         self.stop()
+
+
+class RunningCoordinator(LoopThread):
+    """Serve a coordinator in its own event loop thread; `url` is its base URL."""
+
+    def __init__(self, settings, store=None, evaluate=None, key_label=b"test"):
+        self.settings = settings
+        # fixed round keys: sortition, and so each test's roles, are the same on every run
+        keygen = (lambda round_id: EncryptKeyPair.from_seed(sha256(key_label + round_id.to_bytes(8, "little"))))
+        self.app = build(settings, store=store, evaluate=evaluate, keygen=keygen)
+        self.coordinator = self.app[COORDINATOR]
+        super().__init__()
+        self.url = self.call(self._serve())
+
+    async def _serve(self) -> str:
+        self.runner = web.AppRunner(self.app)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]
+        return f"http://127.0.0.1:{self.port}"
+
+    async def _cleanup(self) -> None:
+        await self.runner.cleanup()
+
+    def status(self) -> dict:
+        return self.coordinator.status()
 
 
 class App:

@@ -8,7 +8,6 @@ tests see exactly what a device sees.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import http.server
 import json
@@ -42,7 +41,7 @@ from pet.participant.mqtt import MqttTransport
 from pet.sortition import Task, select_task
 from pet.wire import RoundParameters
 from tests.conftest import _free_port
-from tests.coordinator_harness import App, RunningCoordinator, fast_settings
+from tests.coordinator_harness import App, LoopThread, RunningCoordinator, fast_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -75,15 +74,12 @@ def gateway_env(broker: tuple[str, int], coordinator_url: str, queue_path: Path,
     return env
 
 
-class RunningGateway:
+class RunningGateway(LoopThread):
     """A Gateway in its own event loop thread."""
 
     def __init__(self, settings: Settings):
         self.settings = settings
-        self.loop = asyncio.new_event_loop()
-        self.gateway: Gateway | None = None
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
+        super().__init__()
         self.gateway = self.call(self._start())
         wait_for(self.gateway.link.connected.is_set, what="the gateway to connect to the broker")
 
@@ -92,22 +88,11 @@ class RunningGateway:
         await gateway.start()
         return gateway
 
-    def call(self, coro, timeout: float = 30):
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+    async def _cleanup(self) -> None:
+        await self.gateway.stop()
 
     def metric(self, name: str, **labels) -> float:
         return self.gateway.metrics.registry.get_sample_value(name, labels) or 0.0
-
-    def stop(self):
-        self.call(self.gateway.stop())
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()
 
 
 class Service:
