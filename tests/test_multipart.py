@@ -11,7 +11,7 @@ from pet.multipart import (CHUNK_OVERHEAD, DEFAULT_MAX_MESSAGE_SIZE, MIN_MESSAGE
                            ConflictingChunk, MessageTooLarge, MultipartError, NotMultipart,
                            ReassemblyFull, Reassembler, TooManyChunks, encode_messages,
                            max_payload_size)
-from pet.wire import (HEADER_LENGTH, Chunk, DecodeError, LocalSeedDict, Message, Sum, Sum2, Tag,
+from pet.wire import (Chunk, DecodeError, LocalSeedDict, Message, Sum, Sum2, Tag,
                       Update)
 
 CONFIG = MaskConfig.xaynet("Prime", "F32", "B0", "M3")

@@ -208,7 +208,7 @@ def aggregation_vectors() -> dict:
     out = []
     for cfg in (DEFAULT_MCU_CONFIG, DEFAULT_CONFIG):
         n = 8
-        models, seeds, masked = [], [], []
+        models, seeds = [], []
         agg = Aggregation(cfg, cfg, n)
         for j, scalar in enumerate((1.0, 0.5, 0.25)):
             w = test_weights(n, f"agg/{cfg.name}/{j}")

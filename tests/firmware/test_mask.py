@@ -18,7 +18,7 @@ from pet.mask.fixed import clamp_scalar, fixed_exact, unit_fixed
 from pet.mask.objects import MaskObject
 from pet.mask.rng import keystream_words
 
-from .conftest import FIRMWARE, VECTORS, firmware_path, viper32
+from .conftest import FIRMWARE, firmware_path, viper32
 
 PRELUDE = """
 import json, struct
