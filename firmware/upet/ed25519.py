@@ -19,7 +19,6 @@ f = _x.f
 _run = _x.run
 
 L = (1 << 252) + 27742317777372353535851937790883648493  # order of B
-_P = const((1 << 255) - 19)
 _ONE = _x.ONE
 _ZERO = bytes(32)
 _D = (b"\xa3\x78\x59\x13\xca\x4d\xeb\x75\xab\xd8\x41\x41\x4d\x0a\x70\x00"   # -121665 / 121666
@@ -29,12 +28,6 @@ _SQRTM1 = (b"\xb0\xa0\x0e\x4a\x27\x1b\xee\xc4\x78\xe4\x2f\xad\x06\x18\x43\x2f"  
 _BX = (b"\x1a\xd5\x25\x8f\x60\x2d\x56\xc9\xb2\xa7\x25\x95\x60\xc7\x2c\x69"     # B = (x, 4/5)
        b"\x5c\xdc\xd6\xfd\x31\xe2\xa4\xc0\xfe\x53\x6e\xcd\xd3\x36\x69\x21")
 _BY = b"\x58" + b"\x66" * 31
-_Y8 = (b"\x26\xe8\x95\x8f\xc2\xb2\x27\xb0\x45\xc3\xf4\x89\xf2\xef\x98\xf0"     # y of the points of order 8
-       b"\xd5\xdf\xac\x05\xd3\xc6\x33\x39\xb1\x38\x02\x88\x6d\x53\xfc\x05")
-# y (sign bit cleared) of the points of order 1, 2, 4 and 8, canonical or not:
-# libsodium refuses them as R and as public keys
-_SMALL_ORDER = [(y % (1 << 255)).to_bytes(32, "little") for y in (
-    0, 1, _P - 1, _P, _P + 1, int.from_bytes(_Y8, "little"), _P - int.from_bytes(_Y8, "little"))]
 
 # Slots (3-8 are the exponentiations', see upet.x25519): 9 2d, 10 d, 11 sqrt(-1),
 # 12 one, 13 zero; 14-17 the point P = (X, Y, Z, T); 18-21 an operand N in
@@ -80,7 +73,6 @@ _MSUB = (_MADD[:4] + b"\x00\x16\x16\x12"  # MUL TA TA NP
          + _MADD[36:])
 # the same for a cached point, with D = 2 Z1 Z2
 _CADD = _MADD[:20] + b"\x00\x19\x10\x15" + _MADD[24:]  # MUL TD PZ NZ
-_CSUB = _MSUB[:20] + b"\x00\x19\x10\x15" + _MSUB[24:]  # MUL TD PZ NZ
 # P = 2P: A = X^2, B = Y^2, C = 2 Z^2, and the negated -H = A + B,
 # -E = A + B - (X + Y)^2, -G = A - B, -F = C - G give X = EF, Y = GH, Z = FG
 _DBL = (b"\x01\x16\x0e\x00"  # SQR TA PX
@@ -117,25 +109,6 @@ _TO_U = (b"\x03\x03\x10\x0f"  # SUB Z PZ PY
          + _x.INV +
          b"\x02\x17\x10\x0f"  # ADD TB PZ PY
          b"\x00\x17\x17\x04")  # MUL TB TB R
-# x from y: x = u v^3 (u v^7)^((p-5)/8) with u = y^2 - 1, v = d y^2 + 1;
-# then TA = v x^2 and TG = -u to tell whether x or x sqrt(-1) is the root
-_RECOVER_X = (b"\x01\x16\x0f\x00"  # SQR TA PY
-              b"\x03\x17\x16\x0c"  # SUB TB TA ONE       u
-              b"\x00\x18\x16\x0a"  # MUL TC TA DD
-              b"\x02\x18\x18\x0c"  # ADD TC TC ONE       v
-              b"\x01\x19\x18\x00"  # SQR TD TC
-              b"\x00\x19\x19\x18"  # MUL TD TD TC        v^3
-              b"\x01\x03\x19\x00"  # SQR Z TD
-              b"\x00\x03\x03\x18"  # MUL Z Z TC
-              b"\x00\x03\x03\x17"  # MUL Z Z TB          u v^7
-              + _x.POW58 +
-              b"\x00\x1b\x04\x19"  # MUL TF R TD
-              b"\x00\x0e\x1b\x17"  # MUL PX TF TB
-              b"\x01\x16\x0e\x00"  # SQR TA PX
-              b"\x00\x16\x16\x18"  # MUL TA TA TC
-              b"\x03\x1c\x0d\x17")  # SUB TG ZERO TB
-_TIMES_SQRTM1 = b"\x00\x0e\x0e\x0b"  # MUL PX PX SQRTM1
-_NEGATE_X = b"\x03\x0e\x0d\x0e"  # SUB PX ZERO PX
 _SET_T = b"\x00\x11\x0e\x0f"  # MUL PT PX PY
 _SET_D2 = b"\x02\x09\x0a\x0a"  # ADD D2 DD DD
 
@@ -317,60 +290,7 @@ def sign(seed, msg):
     return _sign(h, _last[1], msg)
 
 
-def _decode_neg(ws, s):
-    """P = -A for the encoding s of A; False if s encodes no point canonically."""
-    y = bytearray(s)
-    x_sign = y[31] >> 7
-    y[31] &= 127
-    if int.from_bytes(y, "little") >= _P:
-        return False
-    f.put(ws, _PY, y)
-    _run(ws, _RECOVER_X)
-    vx2 = f.get(ws, _TA)
-    if vx2 != f.get(ws, _TB):
-        if vx2 != f.get(ws, _TG):
-            return False
-        _run(ws, _TIMES_SQRTM1)
-    x = f.get(ws, _PX)
-    if x == _ZERO and x_sign:
-        return False
-    if x[0] & 1 == x_sign:
-        _run(ws, _NEGATE_X)
-    f.put(ws, _PZ, _ONE)
-    _run(ws, _SET_T)
-    return True
-
-
 def verify(pk, msg, sig):
     """True when sig is a valid signature of msg under the public key pk."""
-    if len(pk) != 32 or len(sig) != 64 or int.from_bytes(sig[32:], "little") >= L:
-        return False
-    for enc in (sig[:32], pk):
-        y = bytearray(enc)
-        y[31] &= 127
-        if y in _SMALL_ORDER:
-            return False
-    ws = _workspace(_AT + 32)
-    if not _decode_neg(ws, pk):
-        return False
-    h = SHA512(sig[:32])
-    h.update(pk)
-    h.update(msg)
-    ek = _digits((int.from_bytes(h.digest(), "little") % L).to_bytes(32, "little"))
-    es = _digits(sig[32:])
-    to_n = [_copy4(_NP, _AT + 4 * m) for m in range(8)]  # m(-A), m = 1..8, cached
-    for m in range(8):
-        _run(ws, (to_n[0] + _CADD if m else b"") + _CACHE + _copy4(_AT + 4 * m, _NP))
-    table = _base_table()
-    _set_point(ws, _ZERO, _ONE)
-    for i in range(63, -1, -1):
-        if i != 63:
-            _run(ws, _DBL4)
-        d = ek[i]
-        if d:
-            _run(ws, to_n[abs(d) - 1] + (_CADD if d > 0 else _CSUB))
-        d = es[i]
-        if d:
-            f.load(ws, _NP, table[0], abs(d))
-            _run(ws, _MADD if d > 0 else _MSUB)
-    return _encode(ws) == bytes(sig[:32])
+    from upet.ed25519_verify import verify as v  # loaded on first use: a participant only signs
+    return v(pk, msg, sig)
