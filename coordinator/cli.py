@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 from dataclasses import replace
 from pathlib import Path
 
 from coordinator.settings import LOG_LEVELS, Settings, SettingsError, load_settings
-
-LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+from pet.config import configure_logging
 
 ENV_HELP = """\
 environment overrides:
@@ -108,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"pet-coordinator: cannot create the directory of {settings.store.path}: {e.strerror}",
               file=sys.stderr)
         return 2
-    logging.basicConfig(level=settings.log.level.upper(), format=LOG_FORMAT)
+    configure_logging(settings.log.level)
     from coordinator.server import run  # imported late: only needed to actually serve
     try:
         run(settings)

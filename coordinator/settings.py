@@ -13,8 +13,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
 
-from pet.config import (ENV_PREFIX, SettingsError, ValueType, at_least, has, load, require,
-                        split_bind, to_toml)
+from pet.config import (ENV_PREFIX, LOG_LEVELS, LogSettings, SettingsError, ValueType, at_least, has, load,
+                        require, split_bind, to_toml)
 from pet.mask.config import DEFAULT_MCU_CONFIG, MaskConfig, MaskConfigError
 from pet.multipart import MIN_MESSAGE_SIZE
 
@@ -25,7 +25,6 @@ __all__ = [
     "parse_mask_config",
 ]
 
-LOG_LEVELS = ("debug", "info", "warning", "error")
 STORE_KINDS = ("sqlite", "redis")
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 MAX_MODEL_LENGTH = 2 ** 32 - 1
@@ -147,11 +146,6 @@ class MultipartSettings:
     max_age: float = 600.0
     max_pending_messages: int = 10_000
     max_pending_bytes: int = 256 << 20
-
-
-@dataclass(frozen=True)
-class LogSettings:
-    level: str = "info"
 
 
 @dataclass(frozen=True)

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sqlite3
 import sys
 
 from gateway.settings import LOG_LEVELS, SettingsError, load_settings
-
-LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+from pet.config import configure_logging
 
 ENV_HELP = """\
 environment overrides:
@@ -59,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.print_config or args.check:
         return 0
 
-    logging.basicConfig(level=settings.log.level.upper(), format=LOG_FORMAT)
+    configure_logging(settings.log.level)
     from gateway.app import run  # imported late: only needed to actually serve
     try:
         run(settings)

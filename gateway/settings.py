@@ -15,13 +15,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
 
-from pet.config import ENV_PREFIX, SettingsError, at_least, has, load, require, split_bind, to_toml
+from pet.config import (ENV_PREFIX, LOG_LEVELS, LogSettings, SettingsError, at_least, has, load, require,
+                        split_bind, to_toml)
 
 __all__ = ["ENV_PREFIX", "SettingsError", "GatewaySettings", "MqttSettings", "TlsSettings",
            "CoordinatorSettings", "QueueSettings", "HttpSettings", "LogSettings", "Settings",
            "load_settings", "LOG_LEVELS"]
 
-LOG_LEVELS = ("debug", "info", "warning", "error")
 DEFAULT_DATA_DIR = "pet-data"
 _NAME = re.compile(r"[A-Za-z0-9_.-]+")
 
@@ -84,11 +84,6 @@ class QueueSettings:
 @dataclass(frozen=True)
 class HttpSettings:
     bind: str = "127.0.0.1:8090"  # GET /health and GET /metrics; empty: no HTTP server
-
-
-@dataclass(frozen=True)
-class LogSettings:
-    level: str = "info"
 
 
 @dataclass(frozen=True)

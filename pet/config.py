@@ -11,6 +11,7 @@ name) are given as `ValueType`s.
 from __future__ import annotations
 
 import copy
+import logging
 import difflib
 import json
 import tomllib
@@ -19,8 +20,21 @@ from dataclasses import dataclass, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-__all__ = ["ENV_PREFIX", "SettingsError", "ValueType", "load", "has", "to_toml", "split_bind",
+__all__ = ["LOG_LEVELS", "LOG_FORMAT", "LogSettings", "configure_logging", "ENV_PREFIX", "SettingsError", "ValueType", "load", "has", "to_toml", "split_bind",
            "require", "at_least"]
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    level: str = "info"
+
+
+def configure_logging(level: str) -> None:
+    """One log format for every pet command."""
+    logging.basicConfig(level=level.upper(), format=LOG_FORMAT)
 
 ENV_PREFIX = "PET__"
 

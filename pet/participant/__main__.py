@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pet.config import configure_logging
 from pet.participant import HttpTransport, Participant, Settings, StateStore
 
 
@@ -38,7 +39,7 @@ def main(argv=None) -> int:
     parser.add_argument("--token", default=None, help="bearer token, if the coordinator wants one")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(args.log_level)
     if not args.model.exists():
         parser.error(f"{args.model} does not exist")
 
