@@ -1,9 +1,10 @@
-# `make install` builds .venv/ with the pinned dependencies; `make test` runs the suite.
+# `make install` builds .venv/ with the pinned dependencies; `make test` also installs the
+# Debian packages the tests run for real (tools/system-deps), then runs the suite.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install test bench vectors firmware clean
+.PHONY: install system-deps test bench vectors firmware clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,11 +15,14 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 
 install: $(VENV)/.installed
 
-test: install firmware
+system-deps:
+	@tools/system-deps
+
+test: system-deps install firmware
 	@# pytest exits 5 when it collects no tests: not a failure
 	$(PY) -m pytest -q; rc=$$?; if [ $$rc -eq 5 ]; then echo 'no tests collected'; exit 0; fi; exit $$rc
 
-bench: install
+bench: system-deps install
 	$(PY) bench/mask.py
 	$(PY) bench/coordinator.py
 	$(PY) bench/gateway.py
