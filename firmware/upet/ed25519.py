@@ -10,6 +10,8 @@ doublings remain. The table (9 points of 96 bytes a row, with the identity:
 makes it under 1 KB and signing about twice as slow.
 """
 
+from array import array
+
 from micropython import const
 
 from upet import x25519 as _x
@@ -118,13 +120,22 @@ def _copy4(dst, src):
     return bytes((6, dst, src, 0, 6, dst + 1, src + 1, 0, 6, dst + 2, src + 2, 0, 6, dst + 3, src + 3, 0))
 
 
-def _workspace(nslots):
-    ws = f.new(nslots)
+def _constants(nslots):
+    """The shared workspace (upet.x25519.workspace) with the curve constants in place."""
+    ws = _x.workspace(nslots)
     f.put(ws, _DD, _D)
     f.put(ws, _SQRTM1_S, _SQRTM1)
     f.put(ws, _ONE_S, _ONE)
     _run(ws, _SET_D2)
     return ws
+
+
+def _workspace(nslots):
+    """The workspace for an operation; the fixed-base table is built first, as
+    building it uses the same workspace."""
+    if _table is None:
+        _build_table()
+    return _constants(nslots)
 
 
 def _set_point(ws, x, y):
@@ -149,39 +160,38 @@ def set_table_rows(rows):
     _table = None
 
 
-def _base_table():
+def _build_table():
     """Row i: the identity, then m * 16^(64/rows * i) * B for m = 1..8, each as
     (y + x, y - x, 2dxy); rows are separate so no large block is needed."""
     global _table
-    if _table is None:
-        _table = []
-        ws = _workspace(_AT + 4)
-        _set_point(ws, _BX, _BY)
-        keep = _copy4(_AT, _PX) + _CACHE
-        for i in range(_rows):
-            for _ in range(64 // _rows if i else 0):
-                _run(ws, _DBL4)
-            _run(ws, keep)
-            row = bytearray(96 * 9)
-            row[0:32] = row[32:64] = _ONE
-            for m in range(1, 9):
-                if m > 1:
-                    _run(ws, _CADD)
-                _run(ws, _NIELS)
-                row[96 * m:96 * m + 32] = f.get(ws, _TD)
-                row[96 * m + 32:96 * m + 64] = f.get(ws, _TE)
-                row[96 * m + 64:96 * m + 96] = f.get(ws, _TF)
-            _run(ws, _copy4(_PX, _AT))
-            _table.append(row)
-    return _table
+    table = []
+    ws = _constants(_AT + 4)
+    _set_point(ws, _BX, _BY)
+    keep = _copy4(_AT, _PX) + _CACHE
+    for i in range(_rows):
+        for _ in range(64 // _rows if i else 0):
+            _run(ws, _DBL4)
+        _run(ws, keep)
+        row = bytearray(96 * 9)
+        row[0:32] = row[32:64] = _ONE
+        for m in range(1, 9):
+            if m > 1:
+                _run(ws, _CADD)
+            _run(ws, _NIELS)
+            row[96 * m:96 * m + 32] = f.get(ws, _TD)
+            row[96 * m + 32:96 * m + 64] = f.get(ws, _TE)
+            row[96 * m + 64:96 * m + 96] = f.get(ws, _TF)
+        _run(ws, _copy4(_PX, _AT))
+        table.append(row)
+    _table = table
 
 
 def _digits(k):
-    """Signed radix-16 digits in [-8, 8] of a 32-byte little-endian k < 2^255."""
-    e = []
-    for b in k:
-        e.append(b & 15)
-        e.append(b >> 4)
+    """Signed radix-16 digits in [-8, 8] of a 32-byte little-endian k < 2^255 (one allocation)."""
+    e = array("b", bytes(64))
+    for i in range(32):
+        e[2 * i] = k[i] & 15
+        e[2 * i + 1] = k[i] >> 4
     carry = 0
     for i in range(63):
         v = e[i] + carry
@@ -192,8 +202,8 @@ def _digits(k):
 
 
 def _base_mul(ws, k):
-    """P = [k]B with the same sequence of operations for every k."""
-    table = _base_table()
+    """P = [k]B with the same sequence of operations for every k (ws from _workspace)."""
+    table = _table
     rows = _rows
     span = 64 // rows
     e = _digits(k)

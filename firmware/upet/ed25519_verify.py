@@ -3,7 +3,8 @@ so that a participant, which only signs, does not hold this code."""
 
 from micropython import const
 
-from upet.ed25519 import (_CACHE, _CADD, _DBL4, _MADD, _MSUB, _ONE, _ZERO, L, _base_table, _copy4,
+from upet import ed25519 as _ed
+from upet.ed25519 import (_CACHE, _CADD, _DBL4, _MADD, _MSUB, _ONE, _ZERO, L, _copy4,
                           _SET_T, _digits, _encode, _run, _set_point, _workspace, f)
 from upet.sha512 import SHA512
 from upet.x25519 import POW58
@@ -79,7 +80,7 @@ def verify(pk, msg, sig):
         y[31] &= 127
         if y in _SMALL_ORDER:
             return False
-    ws = _workspace(_AT + 32)
+    ws = _workspace(_AT + 32)  # builds the fixed-base table first if need be
     if not _decode_neg(ws, pk):
         return False
     h = SHA512(sig[:32])
@@ -90,7 +91,7 @@ def verify(pk, msg, sig):
     to_n = [_copy4(_NP, _AT + 4 * m) for m in range(8)]  # m(-A), m = 1..8, cached
     for m in range(8):
         _run(ws, (to_n[0] + _CADD if m else b"") + _CACHE + _copy4(_AT + 4 * m, _NP))
-    table = _base_table()
+    table = _ed._table
     _set_point(ws, _ZERO, _ONE)
     for i in range(63, -1, -1):
         if i != 63:

@@ -19,17 +19,24 @@ the first one, and the coordinator answers what it already has with `duplicate`.
 Code size is heap on the Unix port: this module is kept small on purpose.
 """
 
-import hashlib
-import json
-import os
-import struct
-import time
-import uctypes
-from array import array
+# Long-lived buffers come before the code loads, as loading leaves the heap in small
+# pieces: the sealed message being sent (XayNet's default maximum size), masking scratch,
+# then the curve workspace (upet.x25519 allocates it as it loads).
+_BUF = bytearray(3912)
+_SCRATCH = bytearray(768)  # 64 weights in, 64 masked words out
+from upet import x25519  # noqa: E402,F401
 
-from upet import crypto, ed25519  # noqa: F401  (all code loads before the app's model)
-from upet.mask import MaskAggregator, MaskConfig, Masker
-from upet.store import WEIGHTS, Store
+import hashlib  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import struct  # noqa: E402
+import time  # noqa: E402
+import uctypes  # noqa: E402
+from array import array  # noqa: E402
+
+from upet import crypto, ed25519  # noqa: E402,F401  (all code loads before the app's model)
+from upet.mask import MaskAggregator, MaskConfig, Masker  # noqa: E402
+from upet.store import WEIGHTS, Store  # noqa: E402
 
 _TAG = {"sum": 1, "update": 2, "sum2": 3}
 _NEXT = {"sum": "sum2", "sum2": "awaiting", "update": "awaiting"}
@@ -82,18 +89,21 @@ class Participant:
         self.config = c = config if config is not None else store.config()
         self.train, self.on_model, self.model = train, on_model, model
         self.log = log or (lambda *a: print("upet:", *a))
+        if c.get("table_rows"):  # Ed25519 fixed-base table: 864 bytes a row (default 4), fewer is slower
+            ed25519.set_table_rows(c["table_rows"])  # before the key check below builds the table
         self.seed, self.pk = store.signing_key()
         self.me = self.pk.hex()
         self.prefix = c.get("prefix", "pet") + "/"
         # payload bytes per message: max sealed size - header 136 - seal 48
         self.max_payload = int(c.get("max_message_size") or 3912) - 184
         self.ack_ms = int(c.get("ack_timeout", 30) * 1000)
-        if c.get("table_rows"):  # Ed25519 fixed-base table: 864 bytes a row (default 4), fewer is slower
-            ed25519.set_table_rows(c["table_rows"])
         self.client = client or self._client()
         self.client.set_callback(self._on_message)
         self._incoming = self.model_round = self._borrowed = None
-        self._buf = bytearray(48 + 136 + self.max_payload)  # the sealed message being sent
+        # every attribute from the start: the instance dict does not grow mid-round
+        self._piece = self._at = self._pos = self._last = self._count = self._sent = self._wait = None
+        size = 48 + 136 + self.max_payload
+        self._buf = _BUF if size <= len(_BUF) else bytearray(size)  # the sealed message being sent
         s = store.load_round() or {}
         for k in _SECRETS:
             if s.get(k):
@@ -305,13 +315,13 @@ class Participant:
         yield s["sum_sig"] + s["update_sig"] + head
         m = Masker(p.vect, s["mask_seed"], s["scalar"], p.unit)
         wb = p.vect.word_bytes
-        src, out = bytearray(256), bytearray(64 * wb)
+        src, out = memoryview(_SCRATCH)[:256], memoryview(_SCRATCH)[256:256 + 64 * wb]
         with open(self.store.path(WEIGHTS), "rb") as f:
             for i in range(0, p.model_length, 64):
                 k = min(64, p.model_length - i)
-                f.readinto(memoryview(src)[:4 * k])
-                m.mask_into(memoryview(src)[:4 * k], out)
-                yield memoryview(out)[:k * wb]
+                f.readinto(src[:4 * k])
+                m.mask_into(src[:4 * k], out)
+                yield out[:k * wb]
         yield m.unit_bytes() + struct.pack(">I", 4 + 112 * len(self._sums))
         sealer = crypto.Sealer(s["seal_sk"])
         e = bytearray(112)
@@ -354,9 +364,8 @@ class Participant:
             msg[136:144] = struct.pack(">HHB3x", self.chunk, self.state["msg_id"], int(self._last))
         if self._gen is None or self._pos != start:
             self._gen, self._piece, self._at, self._pos = self._pieces(), b"", 0, 0
-            skip = bytearray(256)
-            while self._pos < start:
-                self._read(memoryview(skip)[:min(256, start - self._pos)], True)
+            while self._pos < start:  # skipped bytes are not copied: any buffer gives the length
+                self._read(memoryview(_SCRATCH)[:min(256, start - self._pos)], True)
         self._read(msg[length - size:length])
         msg[:64] = crypto.ed25519_sign(self.seed, msg[64:length])
         crypto.Sealer().seal_into(box, p.pk)

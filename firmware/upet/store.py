@@ -39,11 +39,14 @@ class Store:
         return self.root + "/" + name if self.root else name
 
     def write(self, name, data):
-        """Atomic replace: a temp file, then rename (removing the old file where rename will not)."""
+        self._replace(name, lambda f: f.write(data))
+
+    def _replace(self, name, fill):
+        """Atomic replace: fill(file) writes a temp file, then rename (removing the old file where rename will not)."""
         path = self.path(name)
         tmp = path + ".tmp"
         with open(tmp, "wb") as f:
-            f.write(data)
+            fill(f)
         try:
             os.rename(tmp, path)
         except OSError:  # FAT does not rename over an existing file
@@ -97,7 +100,7 @@ class Store:
             return None
 
     def save_round(self, state):
-        self.write(ROUND, json.dumps(state))
+        self._replace(ROUND, lambda f: json.dump(state, f))  # streamed: no state-sized string in the heap
 
     def clear_round(self):
         self.remove(ROUND)

@@ -19,6 +19,7 @@ f = kernels.load("f25519")
 
 ONE = b"\x01" + bytes(31)
 _NINE = b"\x09" + bytes(31)
+_ZERO = bytes(32)
 
 # Slots 0-2 are the machine's scratch; 3-8 belong to the exponentiations,
 # which Ed25519 shares: z in 3, the result in 4, temporaries 5-8.
@@ -88,6 +89,23 @@ def run(ws, prog):
     f.run(ws, prog, len(prog) >> 2)
 
 
+# The one workspace X25519 and Ed25519 share, allocated when this module loads, while the
+# heap is still in large pieces, and kept: fresh 1 KB blocks per operation would fragment
+# a small heap. 34 slots is what Ed25519 signing needs (it builds its fixed-base table in
+# slots up to 33); only verification asks for more.
+_ws_slots = 34
+_ws = f.new(_ws_slots)
+
+
+def workspace(nslots):
+    """The shared workspace, at least nslots large."""
+    global _ws, _ws_slots
+    if nslots > _ws_slots:
+        _ws = None
+        _ws, _ws_slots = f.new(nslots), nslots
+    return _ws
+
+
 def x25519(scalar, u):
     """RFC 7748 X25519: the u-coordinate of clamp(scalar) * u, 32 bytes."""
     if len(scalar) != 32 or len(u) != 32:
@@ -95,9 +113,10 @@ def x25519(scalar, u):
     k = bytearray(scalar)
     k[0] &= 248
     k[31] = (k[31] & 127) | 64
-    ws = f.new(_NSLOTS)
+    ws = workspace(_NSLOTS)
     f.put(ws, _U, u)
     f.put(ws, _X2, ONE)
+    f.put(ws, _X2 + 1, _ZERO)  # z2; the workspace is shared, so nothing is zero to begin with
     f.put(ws, _X3, u)
     f.put(ws, _Z3, ONE)
     step0, step1 = _STEPS
