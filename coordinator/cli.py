@@ -49,6 +49,10 @@ def _parser() -> argparse.ArgumentParser:
                         help="directory of the SQLite file (store.data_dir)")
     parser.add_argument("--redis", metavar="URL",
                         help="keep rounds in Redis at URL, not SQLite (store.url)")
+    parser.add_argument("--evaluate", metavar="MODULE:FUNCTION",
+                        help="score every new global model with this function, e.g. "
+                             "digits.evaluate:accuracy (model.evaluate); modules in the "
+                             "working directory are found too")
     parser.add_argument("--log-level", choices=LOG_LEVELS, metavar="LEVEL",
                         help=f"{', '.join(LOG_LEVELS)} (log.level)")
     parser.add_argument("--check", action="store_true",
@@ -66,6 +70,8 @@ def _flags(args: argparse.Namespace) -> dict:
     if args.redis is not None:
         flags["store.kind"] = ("--redis", "redis")
         flags["store.url"] = ("--redis", args.redis)
+    if args.evaluate is not None:
+        flags["model.evaluate"] = ("--evaluate", args.evaluate)
     if args.log_level:
         flags["log.level"] = ("--log-level", args.log_level)
     return flags
@@ -86,6 +92,8 @@ def _make_data_dir(settings: Settings) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if os.getcwd() not in sys.path:  # model.evaluate may name a module of the working directory
+        sys.path.append(os.getcwd())
     try:
         settings = load_settings(args.config, os.environ, _flags(args))
     except SettingsError as e:

@@ -23,3 +23,25 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class GatewayReports:
+    """What the gateways said of themselves when they last read GET /status (their
+    X-Pet-Gateway headers): the dashboard shows which are alive. Bounded: the gateway
+    heard from longest ago is forgotten first."""
+
+    def __init__(self, keep: int = 100):
+        self.keep = keep
+        self._reports: dict[str, dict] = {}  # gateway id -> report, least recently heard first
+
+    def heard(self, gateway_id: str, address: str | None, mqtt: str | None, queued: int | None,
+              when: float) -> None:
+        self._reports.pop(gateway_id, None)
+        self._reports[gateway_id] = {"id": gateway_id, "address": address, "mqtt": mqtt,
+                                     "queued": queued, "last_seen": when}
+        while len(self._reports) > self.keep:
+            del self._reports[next(iter(self._reports))]
+
+    def list(self) -> list[dict]:
+        """Every gateway heard from, by id."""
+        return [dict(self._reports[k]) for k in sorted(self._reports)]

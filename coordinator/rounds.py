@@ -15,14 +15,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
+from collections import Counter, deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
 
 import numpy as np
 
-from coordinator.metrics import Metrics
+from coordinator.metrics import GatewayReports, Metrics
 from coordinator.pipeline import Rejected, RoundView, check_phase, check_task, open_message
 from coordinator.ratelog import RateLimitedLog
 from coordinator.store import GlobalModel, RoundState, Store, StoreError
@@ -40,6 +42,8 @@ log = logging.getLogger("coordinator.rounds")
 IDLE, SUM, UPDATE, SUM2, UNMASK, FAILURE = "idle", "sum", "update", "sum2", "unmask", "failure"
 PHASE_CODES = {IDLE: 0, SUM: 1, UPDATE: 2, SUM2: 3, UNMASK: 4, FAILURE: 5, "shutdown": 6}
 _TAG_OF_PHASE = {SUM: Tag.SUM, UPDATE: Tag.UPDATE, SUM2: Tag.SUM2}
+HISTORY_ROUNDS = 100     # past rounds GET /rounds shows
+RECENT_REJECTIONS = 20   # rejected messages GET /rejections shows
 
 
 def _open_and_check(sealed: bytes, view: RoundView) -> Message:
@@ -48,6 +52,24 @@ def _open_and_check(sealed: bytes, view: RoundView) -> Message:
     if not msg.is_multipart:
         check_task(msg, view)
     return msg
+
+
+def _figures(result) -> dict[str, float]:
+    """What the evaluation hook returned, as {name: finite number} (JSON has no NaN)."""
+    if not isinstance(result, dict):
+        raise TypeError(f"it returned a {type(result).__name__}, not a dict of figures")
+    figures = {str(name): float(value) for name, value in result.items()
+               if isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
+               and math.isfinite(value)}
+    left_out = [str(name) for name in result if str(name) not in figures]
+    if left_out:
+        log.warning("evaluation figures that are not finite numbers were left out: %s", ", ".join(left_out))
+    return figures
+
+
+def _completed(model: GlobalModel) -> dict:
+    """A completed round as GET /rounds shows it: what its global model's meta holds."""
+    return {"round_id": model.round_id, "outcome": "completed", "ended": model.created, **model.meta}
 
 
 class PhaseFailed(Exception):
@@ -87,6 +109,10 @@ class Coordinator:
         self._task: asyncio.Task | None = None
         self.state: RoundState | None = None
         self.latest_model: GlobalModel | None = None
+        self.history: deque[dict] = deque(maxlen=HISTORY_ROUNDS)  # past rounds, oldest first
+        self.recent_rejections: deque[dict] = deque(maxlen=RECENT_REJECTIONS)  # newest first
+        self.gateways = GatewayReports()
+        self.round_started = clock()
         self._model_cache: dict[tuple[int, str], bytes] = {}
         self._update_queue: list = []
         self._committer: asyncio.Task | None = None
@@ -103,6 +129,8 @@ class Coordinator:
     def _reset_round_memory(self) -> None:
         self.accepted = 0
         self.counters = {"accepted": 0, "rejected": 0, "discarded": 0}
+        self.round_messages = dict(self.counters)  # the same, for the whole round
+        self.round_reasons: Counter[str] = Counter()  # rejected and discarded, by reason
         self.sum_dict: dict[bytes, bytes] = {}
         self.updaters: set[bytes] = set()
         self.aggregation: Aggregation | None = None
@@ -145,7 +173,9 @@ class Coordinator:
 
     async def start(self) -> None:
         self._reset_round_memory()
-        self.latest_model = await self._thread(self.store.latest_global_model)
+        models = await self._thread(self.store.global_models, self.settings.history.keep)  # newest first
+        self.latest_model = models[0] if models else None
+        self.history.extend(_completed(m) for m in reversed(models))
         state = await self._thread(self.store.load_state)
         if state and self.settings.store.resume and state.phase in _TAG_OF_PHASE and self._same_setup(state):
             await self._resume(state)
@@ -169,6 +199,8 @@ class Coordinator:
         self.state = state
         self._make_view()
         self.counters = {"accepted": 0, "rejected": 0, "discarded": 0, **state.counters}
+        self.round_messages = dict(self.counters)  # earlier phases' counts were not kept
+        self.round_started = state.phase_started
         self.sum_dict = await self._thread(self.store.sum_dict)
         if state.phase in (UPDATE, SUM2):
             self._sums_bytes = SumDict(self.sum_dict).to_bytes()
@@ -261,6 +293,13 @@ class Coordinator:
     async def _failure(self, why: str) -> None:
         log.warning("round %d failed: %s", self.state.round_id if self.state else 0, why)
         self.metrics.rounds.labels(outcome="failed").inc()
+        if self.state and self.state.phase in (SUM, UPDATE, SUM2, UNMASK):
+            now = self.clock()
+            self.history.append({
+                "round_id": self.state.round_id, "outcome": "failed", "phase": self.state.phase,
+                "failure": why, "started": self.round_started, "ended": now,
+                "duration": now - self.round_started, **self._participants(),
+                "messages": dict(self.round_messages), "reasons": dict(self.round_reasons)})
         if self.state:
             self.state.phase = FAILURE
             await self._save()
@@ -297,15 +336,17 @@ class Coordinator:
             raise PhaseFailed(f"the winning mask does not unmask the aggregate: {e}") from None
         meta = {"updates": self.aggregation.nb_models, "sums": len(self.sum_dict),
                 "sum2": sum(n for _, n in votes), "mask_votes": votes[0][1],
-                "duration": self.clock() - getattr(self, "round_started", self.state.phase_started)}
+                "started": self.round_started, "duration": self.clock() - self.round_started,
+                "messages": dict(self.round_messages), "reasons": dict(self.round_reasons)}
         if self.evaluate:
             try:
-                meta.update(await self._thread(self.evaluate, weights))
+                meta["evaluation"] = _figures(await self._thread(self.evaluate, weights))
             except Exception:
                 log.exception("the evaluation hook failed")
         model = GlobalModel(self.state.round_id, weights.astype("<f8").tobytes(), self.clock(), meta)
         await self._thread(self.store.add_global_model, model, self.settings.history.keep)
         self.latest_model = model
+        self.history.append(_completed(model))
         self._model_cache.clear()
         self.metrics.rounds.labels(outcome="completed").inc()
         log.info("round %d: global model from %d updates (%d of %d mask votes)", self.state.round_id,
@@ -345,10 +386,14 @@ class Coordinator:
 
     def record(self, verdict: Verdict, phase: str | None = None, seconds: float | None = None) -> None:
         """Count a verdict (also those the HTTP layer gives: too large, unauthorized)."""
-        if verdict.accepted:
-            self.counters["accepted"] += 1
-        else:
-            self.counters["discarded" if verdict.reason == "phase_full" else "rejected"] += 1
+        kind = "accepted" if verdict.accepted else "discarded" if verdict.reason == "phase_full" else "rejected"
+        self.counters[kind] += 1
+        self.round_messages[kind] += 1
+        if not verdict.accepted:
+            self.round_reasons[verdict.reason] += 1
+            self.recent_rejections.appendleft({
+                "time": self.clock(), "round_id": self.state.round_id, "phase": phase or self.phase,
+                "reason": verdict.reason, "detail": verdict.detail[:200]})
             self.rejections_log.warning(verdict.reason, "round %d %s phase: rejected a message (%s): %s",
                                         self.state.round_id, phase or self.phase, verdict.reason,
                                         verdict.detail or "-")
@@ -509,6 +554,20 @@ class Coordinator:
             self._model_cache = {key: data}
         return self._model_cache[key]
 
+    def _participants(self) -> dict:
+        """Sum participants, accepted updates and Sum2 messages of this round so far."""
+        return {"sums": len(self.sum_dict),
+                "updates": self.aggregation.nb_models if self.aggregation else 0,
+                "sum2": self.accepted if self.phase in (SUM2, UNMASK) else 0}
+
+    def rounds(self) -> list[dict]:
+        """Past rounds, completed and failed, oldest first."""
+        return list(self.history)
+
+    def rejections(self) -> list[dict]:
+        """The latest rejected and discarded messages, newest first."""
+        return list(self.recent_rejections)
+
     def status(self) -> dict:
         w = self.windows.get(self.phase)
         started = self.state.phase_started
@@ -522,11 +581,14 @@ class Coordinator:
             "needed": w.count_min if w else None,
             "accepted": self.accepted,
             "counters": dict(self.counters),
+            "reasons": dict(self.round_reasons),
             "sum_participants": len(self.sum_dict),
             "updates": self.aggregation.nb_models if self.aggregation else 0,
+            "sum2": self._participants()["sum2"],
             "mask_config": self.config.name,
             "model_length": self.length,
             "latest_model": None if latest is None else {"round_id": latest.round_id, "created": latest.created,
                                                          **latest.meta},
             "pending_chunks": self.reassembler.pending_messages,
+            "now": self.clock(),
         }

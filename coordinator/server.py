@@ -6,7 +6,12 @@
   GET  /sums               SumDict (204 outside Update and Sum2)
   GET  /seeds?pk=<base64>  the caller's seed column (204 outside Sum2 or for an unknown pk)
   GET  /model[?format=f32] the latest global model (204 before the first one)
-  GET  /status             the round in JSON
+  GET  /status             the round in JSON (a gateway identifies itself with X-Pet-Gateway)
+  GET  /rounds             past rounds in JSON: participants, duration, evaluation figures
+  GET  /gateways           the gateways that read /status lately, in JSON
+  GET  /rejections         the latest rejected messages, in JSON
+  GET  /events             server-sent events: status, rounds, gateways, rejections as they change
+  GET  /                   the dashboard (static files under /dashboard/)
   GET  /metrics            Prometheus text format
   GET  /health             "ok" (also /healthz)
 """
@@ -16,12 +21,17 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import hmac
+import json
 import logging
+import re
+from pathlib import Path
 
 from aiohttp import web
 
 from coordinator.rounds import Coordinator
+from coordinator.settings import load_hook
 from coordinator.store import Store, open_store
 from pet.verdict import Verdict, rejected
 
@@ -30,6 +40,25 @@ log = logging.getLogger("coordinator.server")
 OCTET = "application/octet-stream"
 MAX_BATCH = 1000  # messages in one POST /messages at most
 COORDINATOR = web.AppKey("coordinator", Coordinator)
+CLOSING = web.AppKey("closing", asyncio.Event)  # set on shutdown: event streams end
+
+DASHBOARD = Path(__file__).resolve().parent / "dashboard"
+# The page loads nothing but its own files and talks to nothing but this server.
+DASHBOARD_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; "
+                               "img-src 'self'; connect-src 'self'; base-uri 'none'; "
+                               "form-action 'none'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+}
+EVENT_INTERVAL = 0.5  # seconds between two looks for changes, per event stream
+FEEDS = {  # what GET /events streams, each event named after its route
+    "status": lambda c: c.status(),
+    "rounds": lambda c: c.rounds(),
+    "gateways": lambda c: c.gateways.list(),
+    "rejections": lambda c: c.rejections(),
+}
+_GATEWAY_ID = re.compile(r"[\x21-\x7e]{1,64}")  # printable ASCII, no spaces
+_QUEUED = re.compile(r"[0-9]{1,18}")
 
 
 def _bytes_or_204(data: bytes | None) -> web.Response:
@@ -131,8 +160,71 @@ async def get_model(request: web.Request) -> web.Response:
     return _bytes_or_204(await request.app[COORDINATOR].model_bytes(fmt))
 
 
+def gateway_report(headers) -> dict | None:
+    """What a gateway says of itself in its GET /status request; None from anyone else.
+    ValueError names a header that is not as docs/dashboard.md describes it."""
+    gateway_id = headers.get("X-Pet-Gateway")
+    if gateway_id is None:
+        return None
+    if not _GATEWAY_ID.fullmatch(gateway_id):
+        raise ValueError("X-Pet-Gateway must be the gateway's id: 1 to 64 printable ASCII "
+                         "characters, no spaces")
+    mqtt = headers.get("X-Pet-Gateway-Mqtt")
+    if mqtt not in (None, "connected", "disconnected"):
+        raise ValueError(f"X-Pet-Gateway-Mqtt must be connected or disconnected, got {mqtt[:40]!r}")
+    queued = headers.get("X-Pet-Gateway-Queue")
+    if queued is not None and not _QUEUED.fullmatch(queued):
+        raise ValueError(f"X-Pet-Gateway-Queue must be the number of queued uplinks, got {queued[:40]!r}")
+    return {"gateway_id": gateway_id, "mqtt": mqtt, "queued": None if queued is None else int(queued)}
+
+
 async def get_status(request: web.Request) -> web.Response:
-    return web.json_response(request.app[COORDINATOR].status())
+    coordinator = request.app[COORDINATOR]
+    try:
+        report = gateway_report(request.headers)
+    except ValueError as e:
+        return web.Response(status=400, text=f"{e}\n")
+    if report is not None:
+        coordinator.gateways.heard(**report, address=request.remote, when=coordinator.clock())
+    return web.json_response(coordinator.status())
+
+
+async def get_rounds(request: web.Request) -> web.Response:
+    return web.json_response(request.app[COORDINATOR].rounds())
+
+
+async def get_gateways(request: web.Request) -> web.Response:
+    return web.json_response(request.app[COORDINATOR].gateways.list())
+
+
+async def get_rejections(request: web.Request) -> web.Response:
+    return web.json_response(request.app[COORDINATOR].rejections())
+
+
+async def get_events(request: web.Request) -> web.StreamResponse:
+    """Server-sent events for the dashboard: each feed, named after its route, whenever
+    its JSON changed (status changes every time: it holds the coordinator's clock)."""
+    coordinator, closing = request.app[COORDINATOR], request.app[CLOSING]
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+    await response.prepare(request)
+    sent: dict[str, str] = {}
+    try:
+        await response.write(b"retry: 2000\n\n")  # reconnect after 2 s when the stream breaks
+        while not closing.is_set():
+            for name, feed in FEEDS.items():
+                data = json.dumps(feed(coordinator), separators=(",", ":"))
+                if sent.get(name) != data:
+                    await response.write(f"event: {name}\ndata: {data}\n\n".encode())
+                    sent[name] = data
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(closing.wait(), EVENT_INTERVAL)
+    except ConnectionResetError:  # the page went away
+        pass
+    return response
+
+
+async def get_dashboard(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(DASHBOARD / "index.html", headers=DASHBOARD_HEADERS)
 
 
 async def get_metrics(request: web.Request) -> web.Response:
@@ -148,12 +240,20 @@ def make_app(coordinator: Coordinator) -> web.Application:
     """The aiohttp application around a coordinator; starting the app starts the rounds."""
     app = web.Application(client_max_size=coordinator.settings.api.max_body_bytes)
     app[COORDINATOR] = coordinator
+    app[CLOSING] = asyncio.Event()
     app.add_routes([
         web.post("/message", post_message), web.post("/messages", post_messages),
         web.get("/params", get_params), web.get("/sums", get_sums),
         web.get("/seeds", get_seeds), web.get("/model", get_model), web.get("/status", get_status),
         web.get("/metrics", get_metrics), web.get("/health", get_health), web.get("/healthz", get_health),
+        web.get("/rounds", get_rounds), web.get("/gateways", get_gateways),
+        web.get("/rejections", get_rejections), web.get("/events", get_events),
+        web.get("/", get_dashboard), web.static("/dashboard", DASHBOARD),
     ])
+
+    async def end_event_streams(app):
+        app[CLOSING].set()
+    app.on_shutdown.append(end_event_streams)
 
     async def lifecycle(app):
         await coordinator.start()
@@ -171,7 +271,10 @@ def store_for(settings) -> Store:
 
 
 def build(settings, store: Store | None = None, **options) -> web.Application:
-    """The app for these settings; options go to Coordinator (evaluate=, keygen=)."""
+    """The app for these settings; options go to Coordinator (evaluate=, keygen=). Without
+    evaluate=, the function model.evaluate names (if any) scores the global models."""
+    if options.get("evaluate") is None and settings.model.evaluate:
+        options["evaluate"] = load_hook(settings.model.evaluate)
     store = store or store_for(settings)
     return make_app(Coordinator(settings, store, **options))
 

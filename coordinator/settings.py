@@ -7,6 +7,7 @@ message naming the key and where it came from, instead of failing mid-round.
 
 from __future__ import annotations
 
+import importlib
 import math
 import os
 from dataclasses import dataclass, field, replace
@@ -22,7 +23,7 @@ __all__ = [
     "ENV_PREFIX", "SettingsError", "Count", "Time", "ApiSettings", "SumSettings", "UpdateSettings",
     "Sum2Settings", "PetSettings", "MaskSettings", "ModelSettings", "StoreSettings",
     "HistorySettings", "MultipartSettings", "LogSettings", "Settings", "load_settings",
-    "parse_mask_config",
+    "parse_mask_config", "load_hook",
 ]
 
 STORE_KINDS = ("sqlite", "redis")
@@ -118,6 +119,9 @@ class MaskSettings:
 @dataclass(frozen=True)
 class ModelSettings:
     length: int = 650
+    # "package.module:function" scoring each new global model: called with its weights
+    # (numpy float64), it returns figures such as {"accuracy": 0.93}. Empty: none.
+    evaluate: str = ""
 
 
 @dataclass(frozen=True)
@@ -198,6 +202,29 @@ def parse_mask_config(text: str) -> MaskConfig:
         return MaskConfig.xaynet(*names)
     except MaskConfigError as e:
         raise ValueError(f"{str(e).removeprefix('mask config: ')} ({text!r})") from None
+
+
+# -- the evaluation hook ------------------------------------------------------------------------
+
+def load_hook(spec: str):
+    """The function "package.module:function" names; ValueError saying what is wrong."""
+    module_name, colon, name = spec.partition(":")
+    if not (colon and module_name.strip() and name.strip()):
+        raise ValueError('expected "package.module:function", e.g. "digits.evaluate:accuracy"')
+    try:
+        target = importlib.import_module(module_name)
+    except ImportError as e:
+        raise ValueError(f"cannot import {module_name} ({e})") from None
+    except Exception as e:  # the module itself raised while it was imported
+        raise ValueError(f"importing {module_name} failed: {type(e).__name__}: {e}") from None
+    for part in name.split("."):
+        try:
+            target = getattr(target, part)
+        except AttributeError:
+            raise ValueError(f"{module_name} has no {name}") from None
+    if not callable(target):
+        raise ValueError(f"{module_name}:{name} is a {type(target).__name__}, not a function")
+    return target
 
 
 # -- loading ------------------------------------------------------------------------------------
@@ -281,6 +308,11 @@ def _validate(s: Settings) -> None:
     require(1 <= s.model.length <= MAX_MODEL_LENGTH,
              f"model.length must be from 1 to {MAX_MODEL_LENGTH}, got {s.model.length}",
              "model.length")
+    if s.model.evaluate:
+        try:
+            load_hook(s.model.evaluate)
+        except ValueError as e:
+            raise SettingsError(f"model.evaluate {s.model.evaluate!r}: {e}", "model.evaluate") from None
 
     store = s.store
     require(store.kind in STORE_KINDS,

@@ -92,9 +92,9 @@ class CoordinatorApi:
                 self._no_batch_until = time.monotonic() + RETRY_BATCH
         return list(await asyncio.gather(*(self.post_message(p) for p in payloads)))
 
-    async def get(self, path: str) -> bytes | None:
+    async def get(self, path: str, headers: dict[str, str] | None = None) -> bytes | None:
         """The body of a GET, None for 204 (not available in this phase)."""
-        status, body = await self._request("GET", path)
+        status, body = await self._request("GET", path, headers=headers)
         if status == 204:
             return None
         if status != 200:
@@ -102,8 +102,9 @@ class CoordinatorApi:
             raise Unavailable(f"GET {path}: HTTP {status}")
         return body
 
-    async def status(self) -> dict:
-        body = await self.get("/status")
+    async def status(self, report: dict[str, str] | None = None) -> dict:
+        """GET /status; report: the X-Pet-Gateway headers that tell the coordinator who asks."""
+        body = await self.get("/status", report)
         try:
             return json.loads(body or b"")
         except ValueError:
@@ -113,8 +114,10 @@ class CoordinatorApi:
         pk = urllib.parse.quote(base64.b64encode(sum_pk).decode(), safe="")
         return await self.get(f"/seeds?pk={pk}")
 
-    async def _request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
-        headers = {"Content-Type": "application/octet-stream"} if body is not None else None
+    async def _request(self, method: str, path: str, body: bytes | None = None,
+                       headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+        if body is not None:
+            headers = {**(headers or {}), "Content-Type": "application/octet-stream"}
         try:
             async with self._session.request(method, self.url + path, data=body, headers=headers) as r:
                 data = await r.read()

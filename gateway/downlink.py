@@ -1,7 +1,10 @@
 """Downlink: follow the coordinator and keep the retained round topics in step with it.
 
-Every poll_interval the gateway reads GET /status; when the round, the phase
-or the latest global model changed, it fetches what devices need now:
+Every poll_interval the gateway reads GET /status, saying who it is, whether
+it is connected to its broker and how many uplinks it holds (headers
+X-Pet-Gateway, X-Pet-Gateway-Mqtt, X-Pet-Gateway-Queue: the coordinator's
+dashboard shows which gateways are alive). When the round, the phase or the
+latest global model changed, it fetches what devices need now:
 
   <prefix>/round/params         GET /params, always
   <prefix>/round/sums           GET /sums, during Update and Sum2
@@ -81,7 +84,7 @@ class Downlink:
 
     async def refresh(self) -> None:
         """Fetch what the topics should hold, when the coordinator's state changed."""
-        status = await self.api.status()
+        status = await self.api.status(self._report())
         self.status = status
         model = status.get("latest_model") or {}
         model_key = (model.get("round_id"), model.get("created")) if model else None
@@ -112,6 +115,12 @@ class Downlink:
         if seen[:2] != (self._seen or (None, None))[:2]:
             log.info("round %s: %s phase", status.get("round_id"), status.get("phase"))
         self._wanted, self._seen = wanted, seen
+
+    def _report(self) -> dict[str, str]:
+        queued = self.metrics.registry.get_sample_value("pet_gateway_queue_messages") or 0
+        return {"X-Pet-Gateway": self.link.settings.gateway.id,
+                "X-Pet-Gateway-Mqtt": "connected" if self.link.connected.is_set() else "disconnected",
+                "X-Pet-Gateway-Queue": str(int(queued))}
 
     async def _seed_columns(self, sums: bytes) -> dict[str, bytes]:
         try:

@@ -402,3 +402,130 @@ def test_a_batch_of_messages_gets_their_verdicts_in_order():
         counters = c.status()["counters"]
         assert counters["accepted"] == 2 and counters["rejected"] == 3 + 5  # each message, each refused body
         assert c.status()["sum_participants"] == 2
+
+
+# -- what the dashboard reads ---------------------------------------------------------------------
+
+def get_json(url, path, headers=None):
+    req = urllib.request.Request(url + path, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def test_rounds_lists_failed_and_completed_rounds_with_their_figures():
+    def evaluate(weights):
+        return {"mean": float(weights.mean()), "broken": float("nan"), "label": "text", "flag": True}
+    settings = fast_settings(**{"pet.sum.time.max": 2.0})
+    with RunningCoordinator(settings, evaluate=evaluate) as c:
+        assert get_json(c.url, "/rounds") == (200, [])
+        assert post(c.url, b"\x00" * 300)[0] == 400
+        drive([], lambda: c.status()["round_id"] > 1, timeout=10)
+        fleet = make_fleet(c.url, 12)
+        first_seed = RoundParameters.from_bytes(get(c.url, "/params")[1]).seed
+        drive(fleet, lambda: c.status()["latest_model"] is not None, timeout=30)
+        status, rounds = get_json(c.url, "/rounds")
+    failed, completed = rounds
+    assert (failed["round_id"], failed["outcome"], failed["phase"]) == (1, "failed", "sum")
+    assert "0 of the 1 messages needed" in failed["failure"]
+    assert failed["messages"] == {"accepted": 0, "rejected": 1, "discarded": 0}
+    assert failed["reasons"] == {"undecryptable": 1} and failed["duration"] >= 2.0
+    assert (completed["round_id"], completed["outcome"]) == (2, "completed")
+    want, n_updates = weighted_average(fleet, first_seed)
+    assert completed["updates"] == n_updates and completed["sums"] >= 1 and completed["sum2"] >= 1
+    # only finite numbers are kept: JSON has no NaN and the page draws numbers
+    assert list(completed["evaluation"]) == ["mean"]
+    assert completed["evaluation"]["mean"] == pytest.approx(float(want.mean()), abs=1e-5)
+    assert completed["messages"]["accepted"] >= n_updates + completed["sums"] + completed["sum2"]
+    assert completed["ended"] >= completed["started"] + completed["duration"]
+
+
+def test_status_hears_the_gateways_that_ask():
+    with RunningCoordinator(fast_settings()) as c:
+        report = {"X-Pet-Gateway": "site-b", "X-Pet-Gateway-Mqtt": "disconnected", "X-Pet-Gateway-Queue": "12"}
+        status, body = get_json(c.url, "/status", report)
+        assert status == 200 and body["phase"] == "sum" and body["now"] >= body["phase_started"]
+        assert get_json(c.url, "/status", {"X-Pet-Gateway": "site-a"})[0] == 200
+        status, gateways = get_json(c.url, "/gateways")
+        assert [(g["id"], g["mqtt"], g["queued"], g["address"]) for g in gateways] == [
+            ("site-a", None, None, "127.0.0.1"), ("site-b", "disconnected", 12, "127.0.0.1")]
+        assert all(g["last_seen"] <= c.status()["now"] for g in gateways)
+        for headers, message in (
+                ({"X-Pet-Gateway": "x" * 65}, "X-Pet-Gateway must be the gateway's id"),
+                ({"X-Pet-Gateway": "a b"}, "X-Pet-Gateway must be the gateway's id"),
+                ({"X-Pet-Gateway": "a", "X-Pet-Gateway-Mqtt": "maybe"},
+                 "X-Pet-Gateway-Mqtt must be connected or disconnected, got 'maybe'"),
+                ({"X-Pet-Gateway": "a", "X-Pet-Gateway-Queue": "-1"},
+                 "X-Pet-Gateway-Queue must be the number of queued uplinks, got '-1'")):
+            status, text = get_json(c.url, "/status", headers)
+            assert status == 400 and text.startswith(message), text
+        assert len(get_json(c.url, "/gateways")[1]) == 2
+
+
+def test_gateway_reports_forget_the_longest_silent_first():
+    from coordinator.metrics import GatewayReports
+    reports = GatewayReports(keep=2)
+    reports.heard("a", "10.0.0.1", "connected", 0, 1.0)
+    reports.heard("b", "10.0.0.2", "connected", 0, 2.0)
+    reports.heard("a", "10.0.0.1", "connected", 3, 3.0)   # a again: b is now the longest silent
+    reports.heard("c", "10.0.0.3", None, None, 4.0)
+    assert [(g["id"], g["queued"], g["last_seen"]) for g in reports.list()] == [("a", 3, 3.0), ("c", None, 4.0)]
+
+
+def test_rejections_and_reasons_of_the_round():
+    with RunningCoordinator(fast_settings()) as c:
+        assert get_json(c.url, "/rejections") == (200, [])
+        post(c.url, b"\x00" * 300)
+        post(c.url, b"x")
+        status, rejections = get_json(c.url, "/rejections")
+        assert [(r["round_id"], r["phase"], r["reason"]) for r in rejections] == [
+            (1, "sum", "undecryptable"), (1, "sum", "undecryptable")]
+        assert rejections[0]["time"] >= rejections[1]["time"] and rejections[0]["detail"]
+        assert c.status()["reasons"] == {"undecryptable": 2}
+
+
+def read_event(stream) -> tuple[str, object]:
+    """The next named event of a text/event-stream: (name, its JSON data)."""
+    name = data = None
+    while True:
+        line = stream.readline().decode()
+        assert line, "the stream ended"
+        if line.startswith("event: "):
+            name = line[7:].strip()
+        elif line.startswith("data: "):
+            data = json.loads(line[6:])
+        elif line == "\n" and name:
+            return name, data
+
+
+def test_events_stream_every_feed_and_end_when_the_coordinator_stops():
+    c = RunningCoordinator(fast_settings())
+    try:
+        stream = urllib.request.urlopen(c.url + "/events", timeout=10)
+        assert stream.headers["Content-Type"] == "text/event-stream"
+        first = dict(read_event(stream) for _ in range(4))
+        assert first["status"]["round_id"] == 1 and first["status"]["phase"] == "sum"
+        assert (first["rounds"], first["gateways"], first["rejections"]) == ([], [], [])
+        post(c.url, b"\x00" * 300)  # a change: the rejections feed is sent again, with it
+        name, data = read_event(stream)
+        while name != "rejections":
+            name, data = read_event(stream)
+        assert [r["reason"] for r in data] == ["undecryptable"]
+    finally:
+        c.stop()  # an open stream must not hold the shutdown up
+    assert stream.read() is not None  # the server ended the stream: no timeout
+    stream.close()
+
+
+def test_the_dashboard_is_served_with_its_files():
+    with RunningCoordinator(fast_settings()) as c:
+        with urllib.request.urlopen(c.url + "/", timeout=10) as r:
+            page = r.read().decode()
+            assert r.headers["Content-Type"].startswith("text/html")
+            assert "default-src 'none'" in r.headers["Content-Security-Policy"]
+        for path in ("dashboard/dashboard.js", "dashboard/dashboard.css", "dashboard/icon.svg"):
+            assert f'"{path}"' in page
+            assert get(c.url, "/" + path)[0] == 200
+        assert get(c.url, "/dashboard/../server.py")[0] in (403, 404)

@@ -482,3 +482,51 @@ def test_python_dash_m_coordinator(tmp_path):
                          capture_output=True, text=True)
     assert (run.returncode, run.stdout) == (2, "")
     assert run.stderr == f"pet-coordinator: {bad}: api.workers must be >= 1, got 0\n"
+
+
+# -- the evaluation hook ------------------------------------------------------------------------
+
+def test_evaluate_names_a_function_that_is_imported_at_start_up(tmp_path):
+    assert Settings().model.evaluate == ""
+    s = load_settings(env={"PET__MODEL__EVALUATE": "json:loads"})
+    assert s.model.evaluate == "json:loads"
+    from coordinator.settings import load_hook
+    import json
+    assert load_hook("json:loads") is json.loads and load_hook("os.path:join") is os.path.join
+
+
+FORM = 'expected "package.module:function", e.g. "digits.evaluate:accuracy"'
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("json", f"model.evaluate 'json': {FORM}"),
+    (":loads", f"model.evaluate ':loads': {FORM}"),
+    ("no_such_module_here:score", "model.evaluate 'no_such_module_here:score': cannot import "
+                                  "no_such_module_here (No module named 'no_such_module_here')"),
+    ("json:no_such_function", "model.evaluate 'json:no_such_function': json has no no_such_function"),
+    ("json:__name__", "model.evaluate 'json:__name__': json:__name__ is a str, not a function"),
+])
+def test_bad_evaluate_hooks(tmp_path, spec, message):
+    e = error(tmp_path, f'[model]\nevaluate = "{spec}"\n')
+    assert str(e) == f"{tmp_path / 'coordinator.toml'}: {message}" and e.key == "model.evaluate"
+
+
+def test_an_evaluate_module_that_fails_to_import(tmp_path, monkeypatch):
+    (tmp_path / "broken_hook_module.py").write_text("raise RuntimeError('no data set here')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    e = error(PET__MODEL__EVALUATE="broken_hook_module:score")
+    assert "importing broken_hook_module failed: RuntimeError: no data set here" in str(e)
+
+
+def test_cli_evaluate_finds_modules_in_the_working_directory(tmp_path, capsys, clean_env):
+    (tmp_path / "site_hook_module.py").write_text("def score(weights):\n    return {'accuracy': 1.0}\n")
+    clean_env.chdir(tmp_path)
+    clean_env.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    model = effective(capsys, "--evaluate", "site_hook_module:score")["model"]
+    assert model["evaluate"] == "site_hook_module:score"
+    assert main(["--check", "--evaluate", "site_hook_module:nope"]) == 2
+    assert capsys.readouterr().err == ("pet-coordinator: command-line option --evaluate: model.evaluate "
+                                       "'site_hook_module:nope': site_hook_module has no nope\n")
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "--evaluate MODULE:FUNCTION" in capsys.readouterr().out
