@@ -342,3 +342,12 @@ def test_a_deployed_board_takes_part_in_a_round(site, pty_board, tmp_path, capsy
     assert np.allclose(weights, average, atol=1e-4)
     digest = hashlib.sha256(weights.astype("<f4").tobytes()).hexdigest()[:16]
     assert console.seen(f"model {round_id} {digest}"), out
+
+
+def test_frozen_on_a_firmware_without_upet_frozen_in_is_refused(pty_board, device, capsys):
+    board = pty_board()
+    assert run_deploy("--board", "UNIX", "--config", device, "--port", board.port, "--frozen") == 1
+    err = capsys.readouterr().err
+    assert "the client does not load on the board: ImportError" in err, err
+    assert "--frozen, but the firmware has no upet frozen in" in err, err
+    assert not (board.folder / "lib").exists() and (board.folder / "main.py").exists()

@@ -131,19 +131,14 @@ class Item:
 
 
 def plan(board: dict, config_path: Path, app: Path | None = None, files=(), build_dir: Path = ROOT / "build",
-         warn=print, log=print) -> list[Item]:
-    """Every file the board gets, in the order it is written (main.py last)."""
+         warn=print, log=print, frozen: bool = False) -> list[Item]:
+    """Every file the board gets, in the order it is written (main.py last); with frozen, the
+    firmware holds upet and /lib/upet is left out."""
     arch = board.get("ARCH")
     if arch not in ARCHS:
         raise DeployError(f"{board['PATH']}: ARCH {arch!r} is not one of {', '.join(ARCHS)}")
     config, key = read_device(config_path, board, warn)
-    try:
-        build([arch], build_dir, log=log)
-    except BuildError as e:
-        raise DeployError(str(e)) from None
-    tree = build_dir / arch
-    items = [Item(f"lib/{p.relative_to(tree).as_posix()}", p.read_bytes(), str(p))
-             for p in sorted((tree / PACKAGE).rglob("*.mpy"))]
+    items = [] if frozen else client_items(arch, build_dir, log)
     items.append(Item("board_config.py", board["PATH"].read_bytes(), str(board["PATH"])))
     if app is not None:
         items.append(Item("app.py", _read(app, "--app"), str(app)))
@@ -166,6 +161,17 @@ def plan(board: dict, config_path: Path, app: Path | None = None, files=(), buil
         warn("warning: broker.tls is on but no ca.crt is deployed (--file ca.crt): the board will not "
              "check the broker's certificate")
     return items
+
+
+def client_items(arch: str, build_dir: Path, log=print) -> list[Item]:
+    """build/<arch>/upet/**.mpy, built first (pet-build leaves an unchanged tree alone)."""
+    try:
+        build([arch], build_dir, log=log)
+    except BuildError as e:
+        raise DeployError(str(e)) from None
+    tree = build_dir / arch
+    return [Item(f"lib/{p.relative_to(tree).as_posix()}", p.read_bytes(), str(p))
+            for p in sorted((tree / PACKAGE).rglob("*.mpy"))]
 
 
 def _read(path: Path, option: str) -> bytes:
@@ -388,11 +394,12 @@ def _boards_for(code: int) -> str:
 
 
 def deploy(board_name: str, port: str, config_path: Path, app: Path | None = None, files=(),
-           timeout: float = 10.0, build_dir: Path = ROOT / "build", log=print, warn=None) -> dict:
+           timeout: float = 10.0, build_dir: Path = ROOT / "build", log=print, warn=None,
+           frozen: bool = False) -> dict:
     """Copies and checks; returns what the board said about the loaded client."""
     warn = warn or (lambda m: print(m, file=sys.stderr))
     board = load_board(board_name)
-    items = plan(board, config_path, app, files, build_dir, warn, log)
+    items = plan(board, config_path, app, files, build_dir, warn, log, frozen)
     log(f"connecting to {port}")
     link = BoardLink(port, timeout)
     try:
@@ -402,7 +409,7 @@ def deploy(board_name: str, port: str, config_path: Path, app: Path | None = Non
         # the Unix port's filesystem is its working directory; a board's is rooted at /
         root = facts["cwd"].rstrip("/") + "/" if facts["platform"] in ("linux", "darwin") else "/"
         copy(link, root, items, log)
-        return verify(link, root, items, board, log, warn)
+        return verify(link, root, items, board, log, warn, frozen)
     finally:
         link.close()
 
@@ -444,7 +451,8 @@ def _digest(data: bytes, remote) -> tuple:
     return (len(data), hashlib.sha256(data).digest() if has_hash else None)
 
 
-def verify(link: BoardLink, root: str, items: list[Item], board: dict, log=print, warn=print) -> dict:
+def verify(link: BoardLink, root: str, items: list[Item], board: dict, log=print, warn=print,
+           frozen: bool = False) -> dict:
     paths = [root + i.remote for i in items]
     on_board = sums(link, paths)
     bad = [p for i, p in zip(items, paths) if on_board.get(p) != _digest(i.data, on_board.get(p))]
@@ -455,8 +463,12 @@ def verify(link: BoardLink, root: str, items: list[Item], board: dict, log=print
     found = link.call("loading the client", _CHECK, "_pet_check()")
     link.call("cleaning up", _FORGET, "None")
     if "error" in found:
-        hint = (": too little heap for the client loaded from .mpy files; with upet frozen into the firmware "
-                "it needs less (boards/README.md)" if "MemoryError" in found["error"] else "")
+        hint = ""
+        if "MemoryError" in found["error"]:
+            hint = (": too little heap for the client loaded from .mpy files; with upet frozen into the "
+                    "firmware it needs less (boards/README.md)")
+        elif frozen and "ImportError" in found["error"]:
+            hint = ": --frozen, but the firmware has no upet frozen in (deploy without --frozen)"
         raise DeployError(f"the client does not load on the board: {found['error']}{hint}")
     if "app_error" in found:
         warn(f"warning: main.py cannot import the app ({found['app_error']}): deploy one with --app")
@@ -467,8 +479,12 @@ def verify(link: BoardLink, root: str, items: list[Item], board: dict, log=print
     if len(found["native"]) < 2:
         warn("warning: the board uses the Python fallback kernels (slower): its firmware does not load "
              f"the {board['ARCH']} .mpy")
-    if "frozen" in found["upet"]:
-        warn("warning: this firmware has upet frozen in: the board runs that one, not the copied .mpy files")
+    if frozen and "frozen" not in found["upet"]:
+        raise DeployError(f"--frozen, but the board loads upet from {found['upet']}: its firmware has no upet "
+                          "frozen in (deploy without --frozen)")
+    if not frozen and "frozen" in found["upet"]:
+        warn("warning: this firmware has upet frozen in: the board runs that one, not the copied .mpy files "
+             "(deploy with --frozen)")
     log(f"the client loads from {found['upet'].rsplit('/', 1)[0]}, native kernels: "
         f"{', '.join(found['native']) or 'none'}, key {(found.get('pk') or 'made on first boot')[:16]}, "
         f"{found['heap_free']} bytes of heap free with it loaded")
@@ -479,8 +495,9 @@ def verify(link: BoardLink, root: str, items: list[Item], board: dict, log=print
 
 
 def _parser() -> argparse.ArgumentParser:
+    summary = __doc__.split("\n\n")[0].split(": ", 1)[1]
     parser = argparse.ArgumentParser(
-        prog="pet-deploy", description=__doc__.split("\n\n")[0].split(": ", 1)[1].capitalize(),
+        prog="pet-deploy", description=summary[0].upper() + summary[1:],
         epilog="Then reset the board (`mpremote connect PORT reset`): main.py starts the participant. "
                "On the Unix port behind a pty: `mpremote connect PORT resume exec \"import main\"`.")
     parser.add_argument("--board", required=True, metavar="NAME",
@@ -492,6 +509,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--app", type=Path, metavar="FILE", help="the app, copied as /app.py (main.py imports it)")
     parser.add_argument("--file", action="append", default=[], metavar="LOCAL[:PATH]",
                         help="another file for the board, e.g. ca.crt or a data shard (repeatable)")
+    parser.add_argument("--frozen", action="store_true",
+                        help="the board's firmware has upet frozen in: copy everything but /lib/upet")
     parser.add_argument("--timeout", type=float, default=10.0, metavar="S",
                         help="seconds to wait for the board's REPL (default: 10)")
     parser.add_argument("--dry-run", action="store_true",
@@ -509,12 +528,13 @@ def main(argv: list[str] | None = None) -> int:
     warn = lambda m: print(m, file=sys.stderr)  # noqa: E731
     try:
         if args.dry_run:
-            items = plan(load_board(args.board), args.config, args.app, args.file, warn=warn)
+            items = plan(load_board(args.board), args.config, args.app, args.file, warn=warn, frozen=args.frozen)
             for item in items:
                 print(f"{len(item.data):8d}  /{item.remote}  <- {item.source}")
             print(f"{sum(len(i.data) for i in items):8d}  total, {len(items)} files (dry run: no board touched)")
         else:
-            deploy(args.board, args.port, args.config, args.app, args.file, args.timeout, warn=warn)
+            deploy(args.board, args.port, args.config, args.app, args.file, args.timeout, warn=warn,
+                   frozen=args.frozen)
     except DeployError as e:
         print(f"pet-deploy: {e}", file=sys.stderr)
         return 1

@@ -5,6 +5,7 @@ Copied to the board as board_config.py; read by upet.board. About 100 KB free he
 
 ARCH = "xtensawin"  # mpy-cross -march for upet/native (pet-build --arch xtensawin)
 PORT = "esp32"  # MicroPython port directory (ports/esp32)
+CHIP = "esp32"  # for pet-flash: the esptool --chip
 HEAP_BUDGET = 100_000  # bytes of heap the participant may count on
 LED = 2  # status LED: a pin for machine.Pin, or None
 WATCHDOG_MS = 120_000  # machine.WDT timeout; 0: no watchdog (a round step must finish within it)

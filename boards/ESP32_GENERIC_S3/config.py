@@ -5,6 +5,7 @@ Copied to the board as board_config.py; read by upet.board. The dev kit's LED is
 
 ARCH = "xtensawin"  # mpy-cross -march for upet/native (pet-build --arch xtensawin)
 PORT = "esp32"  # MicroPython port directory (ports/esp32)
+CHIP = "esp32s3"  # for pet-flash: the esptool --chip
 HEAP_BUDGET = 200_000  # bytes of heap the participant may count on
 LED = None  # status LED: a pin for machine.Pin, or None
 WATCHDOG_MS = 120_000  # machine.WDT timeout; 0: no watchdog (a round step must finish within it)

@@ -5,6 +5,7 @@ Copied to the board as board_config.py; read by upet.board. About 470 KB free he
 
 ARCH = "armv7emsp"  # mpy-cross -march for upet/native (pet-build --arch armv7emsp)
 PORT = "rp2"  # MicroPython port directory (ports/rp2)
+CHIP = "rp2350"  # for pet-flash: the UF2 family and bootloader drive
 HEAP_BUDGET = 450_000  # bytes of heap the participant may count on
 LED = "LED"  # status LED: a pin for machine.Pin, or None
 WATCHDOG_MS = 0  # machine.WDT timeout; 0: none. The RP2 watchdog allows at most 8.3 s, shorter than
