@@ -529,3 +529,14 @@ def test_the_dashboard_is_served_with_its_files():
             assert f'"{path}"' in page
             assert get(c.url, "/" + path)[0] == 200
         assert get(c.url, "/dashboard/../server.py")[0] in (403, 404)
+
+
+def test_past_rounds_come_back_after_a_restart(tmp_path):
+    settings = fast_settings(**{"store.path": str(tmp_path / "c.db")})
+    with RunningCoordinator(settings, evaluate=lambda w: {"norm": float(np.linalg.norm(w))}) as c:
+        drive(make_fleet(c.url, 12), lambda: c.status()["latest_model"] is not None, timeout=30)
+        before = get_json(c.url, "/rounds")[1]
+    with RunningCoordinator(settings) as c:
+        after = get_json(c.url, "/rounds")[1]
+        assert c.status()["latest_model"]["evaluation"] == before[0]["evaluation"]
+    assert [r["round_id"] for r in before] == [1] and after == before

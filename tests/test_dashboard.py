@@ -290,3 +290,15 @@ def test_the_page_fetches_nothing_from_elsewhere(browser, coordinator):
     with urllib.request.urlopen(coordinator.url + "/", timeout=10) as r:
         policy = r.headers["Content-Security-Policy"]
     assert "default-src 'none'" in policy and "connect-src 'self'" in policy
+
+
+def test_the_page_says_when_the_coordinator_is_gone(browser):
+    c = RunningCoordinator(fast_settings())
+    try:
+        browser.get(c.url + "/")
+        wait_until(lambda: text(browser, "link") == "live", "the event stream connected")
+    finally:
+        c.stop()
+    wait_until(lambda: css(browser, "#link")[0].get_attribute("data-state") == "down", "the coordinator as gone")
+    link = text(browser, "link")
+    assert link == "reconnecting" or link.startswith("no news for"), link
