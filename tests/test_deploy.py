@@ -34,7 +34,7 @@ from tools import deploy, provision
 
 ROOT = Path(__file__).resolve().parent.parent
 MICROPYTHON = Path(sys.executable).with_name("micropython")
-HEAP = "160k"  # a 650-weight round needs about 112k on the Unix port (docs/firmware.md)
+HEAP = "160k"  # well above what a 650-weight round needs on the Unix port (docs/firmware.md, Limits)
 N = 650
 
 # The app deployed with --app: for every round the same weights as the devices of

@@ -4,7 +4,8 @@
 
 What the board gets (boards/README.md):
 
-    /lib/upet/**.mpy    the client, compiled for the board's architecture (pet-build)
+    /lib/upet/**.mpy    the client, compiled for the board's architecture (pet-build); not with
+                        --frozen, for a firmware with upet frozen in
     /board_config.py    boards/NAME/config.py
     /app.py             --app, and any --file LOCAL[:REMOTE]
     /config.json, /key  the device's files from pet-provision (the key beside config.json)
@@ -18,7 +19,7 @@ does not have are removed. Afterwards every file is hashed again on the board,
 and the board imports the client, reads its config and key, and loads its
 native kernels, as main.py will.
 
-On the Unix port (a `micropython -i` behind a pty, docs/firmware.md) the
+On the Unix port (a `micropython -i` behind a pty, boards/README.md) the
 board's filesystem is the process's working directory.
 """
 
@@ -316,12 +317,15 @@ class BoardLink:
                               + (f"; it said {answer[:200]}" if answer else "; it said nothing")
                               + "): is it a MicroPython board, and is it running?") from None
 
-    def call(self, doing: str, code: str, expression: str):
-        """Runs code, then returns the value of expression (a Python literal); `doing` names the step."""
+    def call(self, doing: str, code: str, expression: str, quiet_for: float = 10):
+        """Runs code, then returns the value of expression (a Python literal); `doing` names the step,
+        quiet_for is how long the board may stay silent (loading the client on a slow board)."""
         from mpremote.transport import TransportError, TransportExecError
         try:
             self.transport.exec(code)
-            out = self.transport.exec(f"print(repr({expression}))")
+            out, err = self.transport.exec_raw(f"print(repr({expression}))", timeout=quiet_for)
+            if err:
+                raise TransportExecError(out, err.decode())
         except TransportExecError as e:
             raise DeployError(f"the board failed {doing}: {e.error_output.strip().splitlines()[-1]}") from None
         except (TransportError, OSError) as e:
@@ -460,7 +464,7 @@ def verify(link: BoardLink, root: str, items: list[Item], board: dict, log=print
         raise DeployError(f"{len(bad)} files differ on the board after copying: {', '.join(bad[:5])}")
     hashed = all(v[1] is not None for v in on_board.values())
     log(f"verified {len(items)} files on the board ({'SHA-256' if hashed else 'sizes only: no hashlib'})")
-    found = link.call("loading the client", _CHECK, "_pet_check()")
+    found = link.call("loading the client", _CHECK, "_pet_check()", quiet_for=120)
     link.call("cleaning up", _FORGET, "None")
     if "error" in found:
         hint = ""
