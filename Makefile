@@ -27,6 +27,7 @@ bench: system-deps install
 	$(PY) bench/coordinator.py
 	$(PY) bench/gateway.py
 	$(PY) bench/firmware.py
+	$(PY) bench/fuzz.py
 
 vectors: install
 	$(PY) -m tools.vectors
