@@ -391,7 +391,8 @@ class FuzzRound:
     def sealed_parts(self, keys: SigningKeyPair, payload, limit: int = 0) -> list[tuple[bytes, bytes]]:
         """(plaintext, sealed) of the message, or of its chunks for a payload limit."""
         out = []
-        for msg in encode_messages(keys.public_key, self.pk, payload, limit, message_id=len(payload.to_bytes()) & 0xFFFF):
+        message_id = len(payload.to_bytes()) & 0xFFFF
+        for msg in encode_messages(keys.public_key, self.pk, payload, limit, message_id=message_id):
             plain = crypto.sign_message(msg.encode(), keys)
             out.append((plain, crypto.seal(plain, self.pk)))
         return out
