@@ -34,7 +34,8 @@ import time  # noqa: E402
 import uctypes  # noqa: E402
 from array import array  # noqa: E402
 
-from upet import crypto, ed25519  # noqa: E402,F401  (all code loads before the app's model)
+from upet import ed25519  # noqa: E402
+from upet.box import Sealer, seal_open_into  # noqa: E402
 from upet.mask import MaskAggregator, MaskConfig, Masker  # noqa: E402
 from upet.store import WEIGHTS, Store  # noqa: E402
 
@@ -191,13 +192,13 @@ class Participant:
         if self._agg or r.length != 8 + 128 * count:
             return
         p, sk = self.params, self.state["ephm_sk"]
-        pk = crypto.x25519_base(sk)
+        pk = ed25519.x25519_base(sk)
         agg = self._aggregator(p)
         box = bytearray(128)
         try:
             for _ in range(count):
                 r.readinto(box, 128)
-                crypto.seal_open_into(memoryview(box)[48:], pk, sk)
+                seal_open_into(memoryview(box)[48:], pk, sk)
                 agg.add_seed(box[96:])
             self._agg = agg
         except ValueError as e:
@@ -267,12 +268,12 @@ class Participant:
     def _new_round(self, raw):
         p = self.params = RoundParams(raw)
         s = self.state = {"params": p.raw, "msg_id": struct.unpack("<H", os.urandom(2))[0]}
-        s["sum_sig"] = sig = crypto.ed25519_sign(self.seed, p.seed + b"sum")
+        s["sum_sig"] = sig = ed25519.sign(self.seed, p.seed + b"sum")
         if eligible(sig, p.sum_prob):
             s["ephm_sk"] = os.urandom(32)
             self.log("round", p.seed[:4].hex(), "task sum")
             return self._enter("sum", True)
-        sig = crypto.ed25519_sign(self.seed, p.seed + b"update")
+        sig = ed25519.sign(self.seed, p.seed + b"update")
         if eligible(sig, p.update_prob):
             s["update_sig"], s["mask_seed"], s["seal_sk"] = sig, os.urandom(32), os.urandom(32)
             self.log("round", p.seed[:4].hex(), "task update")
@@ -303,7 +304,7 @@ class Participant:
         """The payload as a sequence of byte pieces, produced on demand."""
         p, s = self.params, self.state
         if self.phase == "sum":
-            yield s["sum_sig"] + crypto.x25519_base(s["ephm_sk"])
+            yield s["sum_sig"] + ed25519.x25519_base(s["ephm_sk"])
             return
         head = p.vect.raw + struct.pack(">I", p.model_length)
         if self.phase == "sum2":
@@ -323,7 +324,7 @@ class Participant:
                 m.mask_into(src[:4 * k], out)
                 yield out[:k * wb]
         yield m.unit_bytes() + struct.pack(">I", 4 + 112 * len(self._sums))
-        sealer = crypto.Sealer(s["seal_sk"])
+        sealer = Sealer(s["seal_sk"])
         e = bytearray(112)
         for pk, ephm in self._sums:
             e[:32], e[80:] = pk, s["mask_seed"]
@@ -367,8 +368,8 @@ class Participant:
             while self._pos < start:  # skipped bytes are not copied: any buffer gives the length
                 self._read(memoryview(_SCRATCH)[:min(256, start - self._pos)], True)
         self._read(msg[length - size:length])
-        msg[:64] = crypto.ed25519_sign(self.seed, msg[64:length])
-        crypto.Sealer().seal_into(box, p.pk)
+        msg[:64] = ed25519.sign(self.seed, msg[64:length])
+        Sealer().seal_into(box, p.pk)
         self._sealed = box
 
     def _publish(self):

@@ -67,17 +67,17 @@ class Store:
 
     def signing_key(self):
         """(seed, pk): the provisioned key file, or a new key written on first boot."""
-        from upet.crypto import ed25519_public_key
+        from upet.ed25519 import public_key
         raw = self.read(KEY)
         if raw is not None:
             if len(raw) != 64:
                 raise ValueError("%s: expected 64 bytes (seed || public key), got %d" % (self.path(KEY), len(raw)))
             seed, pk = raw[:32], raw[32:]
-            if ed25519_public_key(seed) != pk:
+            if public_key(seed) != pk:
                 raise ValueError("%s: the public key does not belong to the seed" % self.path(KEY))
             return seed, pk
         seed = os.urandom(32)
-        pk = ed25519_public_key(seed)
+        pk = public_key(seed)
         self.write(KEY, seed + pk)
         return seed, pk
 
