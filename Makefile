@@ -23,10 +23,7 @@ test: system-deps install firmware
 	$(PY) -m pytest -q; rc=$$?; if [ $$rc -eq 5 ]; then echo 'no tests collected'; exit 0; fi; exit $$rc
 
 bench: system-deps install
-	$(PY) bench/mask.py
-	$(PY) bench/coordinator.py
-	$(PY) bench/gateway.py
-	$(PY) bench/firmware.py
+	$(PY) bench/run.py
 	$(PY) bench/fuzz.py
 
 vectors: install
