@@ -77,8 +77,9 @@ class MqttLink:
 
     Set the hooks before start(); they run on paho's thread and must not block:
     on_uplink(Received) for everything under <prefix>/dev/, on_retained(topic, payload)
-    for retained messages under <prefix>/round/ (what the broker holds, e.g. from a past
-    run), on_connect() after every (re)connection.
+    for retained messages under <prefix>/round/ and on <prefix>/model/global (what the broker
+    holds, e.g. from a past run, and what is written there later, the gateway's own
+    messages included), on_connect() after every (re)connection.
     """
 
     def __init__(self, settings, metrics: Metrics):
@@ -148,8 +149,11 @@ class MqttLink:
         log.info("connected to %s:%d as %s (session %s)", self.settings.mqtt.host,
                  self.settings.mqtt.port, self.settings.client_id,
                  "resumed" if flags.session_present else "new")
+        # Retain As Published: a retained message another client writes later reaches the
+        # gateway marked retained too, so the downlink learns of it and puts the topic right
+        state = SubscribeOptions(qos=0, retainAsPublished=True)
         client.subscribe([(self.topics.uplinks, SubscribeOptions(qos=1)),
-                          (self.topics.round + "#", SubscribeOptions(qos=0))])
+                          (self.topics.round + "#", state), (self.topics.model, state)])
         client.publish(self.status_topic, b"online", qos=1, retain=True)
         self.connected.set()
         self.metrics.mqtt_connected.set(1)
@@ -173,7 +177,7 @@ class MqttLink:
                 topic = msg._topic.decode(errors="replace")  # reported as a bad topic
             received = Received(topic, bytes(msg.payload), msg.mid, msg.qos, bool(msg.retain),
                                 self.generation)
-            if topic.startswith(self.topics.round):
+            if topic.startswith(self.topics.round) or topic == self.topics.model:
                 if msg.retain:
                     self.on_retained(topic, received.payload)
                 return

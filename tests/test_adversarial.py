@@ -708,3 +708,33 @@ def test_a_gateway_without_the_token_keeps_its_uplinks_until_it_has_it(broker, p
             assert c.coordinator.sum_dict == {s.keys.public_key: s.ephm.public_key}
         finally:
             device.close()
+
+
+def test_round_state_overwritten_on_the_broker_is_put_back(broker, prefix, tmp_path):
+    """A broker without the ACL of pet-provision lets any client write the retained round
+    topics (tests/test_provision.py shows that the ACL refuses it). The gateway puts back
+    what the coordinator says, so that devices do not seal to a key the writer chose."""
+    with coordinator() as c, RunningGateway(gateway_settings(env=gateway_env(
+            broker, c.url, tmp_path / "q.db", prefix))) as gw:
+        Round(c).run()  # a global model, and round 2 waits for its sum participants
+        params = c.coordinator.params_bytes()
+        model = c.call(c.coordinator.model_bytes("f32"))
+        forged_params = bytearray(params)
+        forged_params[8:40] = EncryptKeyPair.generate().public_key
+        watcher = DeviceClient(broker, prefix, bytes(32), watch=f"{prefix}/round/#")
+        rogue = DeviceClient(broker, prefix, bytes(32))
+        try:
+            wait_for(lambda: watcher.topic("round/params") == params and watcher.topic("model/global") == model,
+                     what="the round parameters and the global model")
+            for topic, kind, forged, want in (
+                    ("round/params", "params", bytes(forged_params), params),
+                    ("round/params", "params", b"", params),                     # cleared
+                    ("model/global", "model", model[:12] + bytes(len(model) - 12), model),
+                    ("round/sums", "clear", b"forged", None)):                   # no sums in Sum
+                before = gw.metric("pet_gateway_downlink_publishes_total", topic=kind)
+                rogue.client.publish(f"{prefix}/{topic}", forged, qos=1, retain=True).wait_for_publish(5)
+                wait_for(lambda: gw.metric("pet_gateway_downlink_publishes_total", topic=kind) > before
+                         and watcher.topic(topic) == want, what=f"the gateway to put {topic} right")
+        finally:
+            watcher.close()
+            rogue.close()
