@@ -38,15 +38,22 @@ class DeviceClient:
             self.client.username_pw_set(username, password)
         if tls_ca:
             self.client.tls_set(ca_certs=tls_ca)
+        self.subscriptions = [(f"{prefix}/round/params", 1), (f"{prefix}/round/sums", 1),
+                              (f"{prefix}/round/seeds/{self.pk_hex}", 1), (f"{prefix}/model/global", 1),
+                              (f"{prefix}/dev/{self.pk_hex}/ack", 1)] + ([(watch, 1)] if watch else [])
         subscribed = threading.Event()
         self.client.on_subscribe = lambda *a: subscribed.set()
+        self.client.on_connect = self._on_connect
         self.client.connect(*broker)
         self.client.loop_start()
-        self.client.subscribe([(f"{prefix}/round/params", 1), (f"{prefix}/round/sums", 1),
-                               (f"{prefix}/round/seeds/{self.pk_hex}", 1), (f"{prefix}/model/global", 1),
-                               (f"{prefix}/dev/{self.pk_hex}/ack", 1)] + ([(watch, 1)] if watch else []))
         if not subscribed.wait(10):
             raise TransportError(f"no SUBACK from the broker at {broker[0]}:{broker[1]}")
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties):
+        # on every connection: the session is clean, so a broker that restarted, or that
+        # dropped the connection, has forgotten the subscriptions
+        if not reason_code.is_failure:
+            client.subscribe(self.subscriptions)
 
     def _on_message(self, client, userdata, msg):
         with self.cond:
