@@ -188,8 +188,10 @@ def test_the_page_follows_the_rounds(browser, coordinator, mosquitto_url, tmp_pa
     env = gateway_env(broker_address(mosquitto_url), c.url, queue, "dash", gateway_id=GATEWAY_ID)
     gateway = RunningGateway(gateway_settings(None, env=env))
     try:
-        row = wait_until(lambda: gateway_rows(driver, "live"), "the gateway as live")[0]
-        assert row[2:4] == ["connected", "0"] and row[5] == "127.0.0.1"
+        # its first poll may come before its broker connection is up: wait for both
+        row = wait_until(lambda: [r for r in gateway_rows(driver, "live") if r[2] == "connected"],
+                         "the gateway as live and connected to its broker")[0]
+        assert row[3] == "0" and row[5] == "127.0.0.1"
 
         # a refused message shows up with its reason
         req = urllib.request.Request(c.url + "/message", data=b"\x00" * 300, method="POST")
