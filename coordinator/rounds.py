@@ -29,7 +29,7 @@ from coordinator.pipeline import Rejected, RoundView, check_phase, check_task, o
 from coordinator.ratelog import RateLimitedLog
 from coordinator.store import GlobalModel, RoundState, Store, StoreError
 from pet import crypto
-from pet.crypto import EncryptKeyPair
+from pet.crypto import CryptoError, EncryptKeyPair
 from pet.errors import DecodeError
 from pet.mask import Aggregation, MaskObject, UnmaskError, unmask
 from pet.multipart import MultipartError, Reassembler
@@ -52,6 +52,16 @@ def _open_and_check(sealed: bytes, view: RoundView) -> Message:
     if not msg.is_multipart:
         check_task(msg, view)
     return msg
+
+
+def _open_signed(sealed: bytes, view: RoundView) -> Message | None:
+    """The message, if it opens with the round key and its signature verifies; else None."""
+    try:
+        plain = crypto.seal_open(sealed, view.round_pk, view.round_sk)
+        msg = Message.decode(plain)
+    except (CryptoError, DecodeError):
+        return None
+    return msg if crypto.verify_message(plain) and msg.coordinator_pk == view.round_pk else None
 
 
 def _figures(result) -> dict[str, float]:
@@ -380,6 +390,8 @@ class Coordinator:
                     self._check_current(msg, view)
                     verdict = await self._HANDLERS[msg.tag](self, msg)
         except Rejected as r:
+            if r.reason == "wrong_phase":
+                r = await self._resent(sealed, view) or r
             verdict = rejected(r.reason, r.detail)
         self.record(verdict, phase, time.perf_counter() - started)
         return verdict
@@ -402,6 +414,19 @@ class Coordinator:
                                      reason=verdict.reason or "accepted").inc()
         if seconds is not None:
             self.metrics.latency.observe(seconds)
+
+    async def _resent(self, sealed: bytes, view: RoundView) -> Rejected | None:
+        """`duplicate` for a Sum or Update of this round sent again after its phase ended by a
+        participant whose message was accepted: its answer was lost (a broker or gateway
+        restart), and wrong_phase would make it give up a round it is part of."""
+        msg = await self._thread(_open_signed, sealed, view)
+        if msg is None or view.round_id != self.state.round_id:
+            return None
+        if msg.tag is Tag.SUM and msg.participant_pk in self.sum_dict:
+            return Rejected("duplicate", "this participant already sent a Sum message")
+        if msg.tag is Tag.UPDATE and msg.participant_pk in self.updaters:
+            return Rejected("duplicate", "this participant already sent an update")
+        return None
 
     def _check_current(self, msg: Message, view: RoundView) -> None:
         """The phase may have moved on while the message was being checked."""
