@@ -1,5 +1,6 @@
-"""Load: one PET round with thousands of update participants against a coordinator process,
-its round time and the coordinator's CPU against the crypto floor of the same messages.
+"""One PET round of thousands of update participants against a coordinator process.
+
+Its round time, and the coordinator's CPU against the crypto floor of the same messages.
 
 The coordinator runs as its own process (`python -m coordinator`, what pet-coordinator
 runs) on a loopback port, with a SQLite file store or, with --store redis, a
@@ -496,8 +497,8 @@ def run(updates: int, weights: int, sums: int, store: str, concurrency: int, mas
 
 
 def print_report(r: dict) -> None:
-    print(f"{r['what']} (mask config {r['mask_config']}, {r['message_bytes']} bytes per update, "
-          f"{r['concurrency']} in flight)")
+    print(f"{r['what']} (mask config {r['mask_config']}, {r['message_bytes']} bytes in "
+          f"{r['messages_per_update']} message(s) per update, {r['concurrency']} in flight)")
     print(f"  round time (first Update sent -> global model)  {r['round_s']:8.2f} s")
     print(f"    Update phase                                  {r['update_phase_s']:8.2f} s "
           f"({r['updates_per_s']:.0f} updates/s)")
@@ -520,7 +521,8 @@ def print_report(r: dict) -> None:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog="Progress goes to stderr, the report to stdout.")
     parser.add_argument("--participants", type=int, default=5000, help="update participants (default 5000)")
     parser.add_argument("--weights", type=int, default=1000, help="model length (default 1000)")
