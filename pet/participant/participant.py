@@ -1,7 +1,9 @@
 """The reference participant: XayNet's participant state machine (spec section 8).
 
 Each `step()` first fetches the round parameters; new parameters start a new
-round from any state (unfinished work of the old round is dropped). Otherwise
+round from any state (unfinished work of the old round is dropped). Parameters
+of a round it has already left are ignored: a broker restarted from its saved
+state briefly serves the retained parameters of an earlier round. Otherwise
 the current phase does its own step:
 
   AWAITING       nothing until the round changes
@@ -25,6 +27,7 @@ from __future__ import annotations
 import enum
 import logging
 import threading
+from collections import deque
 from dataclasses import dataclass
 from typing import Callable
 
@@ -82,6 +85,7 @@ class Participant:
         self.on_global_model = on_global_model
         self.global_model: np.ndarray | None = None
         self._global_model_key: bytes | None = None
+        self._left: deque[bytes] = deque(maxlen=100)  # seeds of the rounds left behind
         self._load()
 
     # -- persistence ---------------------------------------------------------------------------
@@ -134,6 +138,9 @@ class Participant:
         if params is None:
             return False
         if params != self.params:
+            if params.seed in self._left:
+                log.debug("ignoring the parameters of an earlier round (seed %s)", params.seed[:4].hex())
+                return False
             return self._new_round(params)
         try:
             return self._PHASE_STEPS[self.phase](self)
@@ -143,6 +150,8 @@ class Participant:
 
     def _new_round(self, params: RoundParameters) -> bool:
         log.info("new round (seed %s)", params.seed[:4].hex())
+        if self.params is not None:
+            self._left.append(self.params.seed)
         self.params = params
         self.sum_signature = self.update_signature = None
         self.store.clear_outbox()
