@@ -34,7 +34,7 @@ def fake_results() -> dict:
                         "load_average": [1.0, 0.5, 0.25]},
             "benches": {"firmware": {"seconds": 60.0, "status": "ok"},
                         "gateway": {"seconds": 3.0, "status": "exit status 1"}},
-            "rows": rows}
+            "rows": rows, "not_run": ["bench/new.py"]}
 
 
 def test_rows_know_whether_their_target_is_met():
@@ -54,6 +54,7 @@ def test_the_tables_show_every_row_and_the_failed_benchmark():
     assert "| CPython masking: derive mask | 2.30 ms | floor 2.31 ms | 1.00 |" in others
     assert "gateway 0.1 min (exit status 1)" in others
     assert "2 x Some CPU" in text
+    assert "Not run, since bench/run.py does not read their figures yet: bench/new.py." in text
 
 
 def test_only_the_text_between_the_markers_is_replaced():
