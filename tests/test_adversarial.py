@@ -211,6 +211,7 @@ class Round:
         """The round with these attacks, ending in exactly the honest global model."""
         self._phase("sum", self.summers, on_sum)
         self._phase("update", self.updaters, on_update)
+        self.wait_phase("sum2")  # the aggregate the Update phase made
         assert self.c.coordinator.aggregation.object == self.honest_aggregate()
         self._phase("sum2", self.summers, on_sum2)
         wait_for(lambda: self.c.status()["round_id"] > self.round_id, what="the end of the round")
