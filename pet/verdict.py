@@ -21,7 +21,7 @@ REASONS = {
     "duplicate": (409, "the participant already took part in this phase"),
     "unknown_sum_participant": (403, "the sender or a seed dict key is not in the sum dict"),
     "seed_dict_mismatch": (400, "the local seed dict does not cover exactly the sum dict"),
-    "bad_mask": (400, "wrong mask config or length, an element not below the order, or too many models"),
+    "bad_mask": (400, "wrong mask config or length, or too many models"),
     "multipart": (400, "a chunk conflicts with earlier ones or breaks a reassembly limit"),
     "too_large": (413, "the body is larger than the coordinator accepts"),
     "phase_full": (429, "the phase already accepted its maximum count; the message was discarded"),

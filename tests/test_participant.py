@@ -179,3 +179,23 @@ def test_the_command_line_participant_takes_part(tmp_path):
         assert "participant" in out and "new global model saved" in out
         assert np.load(tmp_path / "state" / "global-latest.npy").shape == (c.settings.model.length,)
         assert (tmp_path / "state" / "key").exists()
+
+
+def test_mqtt_participant_ignores_junk_on_its_ack_topic(mosquitto_url):
+    """Junk where verdicts arrive is dropped with a warning; the client goes on hearing
+    the broker and still gets the verdict that follows."""
+    from pet.participant.mqtt import DeviceClient
+    from tests.test_gateway import broker_address
+    broker = broker_address(mosquitto_url)
+    pk = bytes(range(32))
+    device, sender = DeviceClient(broker, "junk", pk), DeviceClient(broker, "junk", bytes(32))
+    try:
+        topic = f"junk/dev/{pk.hex()}/ack"
+        for junk in (b"\xff\xfe", b"not json", b"[1, 2]", b'{"msg": 7}'):
+            sender.client.publish(topic, junk, qos=1).wait_for_publish(5)
+        sender.client.publish(topic, b'{"msg": "m1", "accepted": true}', qos=1).wait_for_publish(5)
+        assert device.ack("m1", 10) == {"msg": "m1", "accepted": True}
+        assert device.acks == [{"msg": "m1", "accepted": True}]
+    finally:
+        device.close()
+        sender.close()

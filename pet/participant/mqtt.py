@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import threading
 import uuid
 
@@ -21,6 +22,19 @@ from pet.participant.transport import TransportError
 from pet.verdict import Verdict
 from pet.wire import RoundParameters, SumDict, UpdateSeedDict
 
+
+
+log = logging.getLogger("pet.participant")
+
+
+def _verdict(payload: bytes) -> dict | None:
+    """A verdict from the ack topic ({"msg": id, "accepted": ..., ...}), or None for anything else:
+    junk there must not stop the client's network thread."""
+    try:
+        ack = json.loads(payload)
+    except ValueError:  # includes UnicodeDecodeError
+        return None
+    return ack if isinstance(ack, dict) and isinstance(ack.get("msg"), str) else None
 
 class DeviceClient:
     """A participant's MQTT client: the retained round topics as they arrive and its own
@@ -58,7 +72,11 @@ class DeviceClient:
     def _on_message(self, client, userdata, msg):
         with self.cond:
             if msg.topic.endswith("/ack"):
-                self.acks.append(json.loads(msg.payload))
+                ack = _verdict(msg.payload)
+                if ack is None:
+                    log.warning("ignored a malformed verdict on %s (%d bytes)", msg.topic, len(msg.payload))
+                else:
+                    self.acks.append(ack)
             elif msg.payload:
                 self.retained[msg.topic] = bytes(msg.payload)
             else:
