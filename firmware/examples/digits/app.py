@@ -4,8 +4,15 @@ The shard is a flash file (make_shard.py writes it): u32 LE count, then per
 sample 64 pixel bytes (0..16) and the label byte. Training reads it sample by
 sample, so only the model and one sample are in RAM. Weights: W[10][64] row
 by row, then b[10]; the participant streams every global model into MODEL.
+
+An optional flash file digits.json sets the training: {"epochs": 2, "rate": 0.05,
+"scalar_per_sample": 1.0}. The scalar (the update's weight in the average) is
+the shard's sample count times scalar_per_sample; the mask config clamps the
+scalar and scalar x weight to its bound (4 for the default b2), so keep
+count x scalar_per_sample small: pet-fleet writes 1/1024.
 """
 
+import json
 import math
 import struct
 from array import array
@@ -13,8 +20,20 @@ from array import array
 CLASSES, FEATURES = 10, 64
 LENGTH = CLASSES * FEATURES + CLASSES  # 650
 SHARD = "digits.bin"
-EPOCHS = 2
-RATE = 0.05
+
+
+def _settings(path="digits.json"):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except OSError:
+        return {}
+
+
+_SETTINGS = _settings()
+EPOCHS = _SETTINGS.get("epochs", 2)
+RATE = _SETTINGS.get("rate", 0.05)
+SCALAR_PER_SAMPLE = _SETTINGS.get("scalar_per_sample", 1.0)
 
 MODEL = array("f", range(LENGTH))  # allocated before upet loads (main.py imports this module first)
 for _i in range(LENGTH):
@@ -51,7 +70,7 @@ def probabilities(w, x, out):
 
 
 def train(params, w=MODEL, epochs=EPOCHS, rate=RATE, path=SHARD):
-    """A few epochs of SGD from the current global model; the scalar is the sample count."""
+    """A few epochs of SGD from the current global model; the scalar grows with the sample count."""
     if params.model_length != LENGTH:
         return None
     p = array("f", range(CLASSES))
@@ -68,7 +87,7 @@ def train(params, w=MODEL, epochs=EPOCHS, rate=RATE, path=SHARD):
                         w[base + j] += g * x[j] * 0.0625
                 w[CLASSES * FEATURES + k] += g
             count += 1
-    return w, float(count)
+    return w, count * SCALAR_PER_SAMPLE
 
 
 def accuracy(w=MODEL, path=SHARD):
