@@ -95,7 +95,8 @@ def test_a_signal_stops_every_process_the_demo_started(tmp_path, sig):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--devices", "3"], "--devices must be at least 4"),
+    (["--devices", "3"], "--devices must be from 4"),
+    (["--devices", "400"], "from 1 to 336 devices can have a shard, not 400"),
     (["--rounds", "0"], "--rounds must be at least 1"),
     (["--model", "cifar"], "the model must be digits or synthetic:N"),
     (["--heap", "12"], "the heap must be a size from 16k"),

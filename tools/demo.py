@@ -33,6 +33,7 @@ from tools.fleet import (DEFAULT_HEAP, FIRMWARE, MICROPYTHON, Child, Fleet, Flee
                          build_fleet, leftover_children, parse_heap, parse_model, stop_on_signals)
 
 MIN_DEVICES = 4  # one sum participant and the three updates a round needs at least
+MAX_DEVICES = 1000  # updates the MCU mask config W32/F32/b2/m10 can add up in one round (1024)
 STATUS_EVERY = 0.25  # seconds between two looks at GET /status
 
 
@@ -438,7 +439,7 @@ def _parser() -> argparse.ArgumentParser:
                "Ctrl-C stops every process the demo started.")
     p.add_argument("--rounds", type=int, default=10, metavar="N", help="completed rounds to run (default 10)")
     p.add_argument("--devices", type=int, default=20, metavar="N",
-                   help=f"simulated devices, at least {MIN_DEVICES} (default 20)")
+                   help=f"simulated devices, {MIN_DEVICES} to {MAX_DEVICES} (default 20; digits: at most 336)")
     p.add_argument("--model", default="digits", metavar="MODEL",
                    help="digits (softmax regression, 650 weights, non-IID shards) or synthetic:N "
                         "(N weights, no data); default digits")
@@ -459,9 +460,9 @@ def _check(parser: argparse.ArgumentParser, args) -> None:
     """Wrong options stop the demo before it starts anything, with status 2."""
     if args.rounds < 1:
         parser.error(f"--rounds must be at least 1, got {args.rounds}")
-    if args.devices < MIN_DEVICES:
-        parser.error(f"--devices must be at least {MIN_DEVICES} (a round needs one sum participant "
-                     f"and three updates), got {args.devices}")
+    if not MIN_DEVICES <= args.devices <= MAX_DEVICES:
+        parser.error(f"--devices must be from {MIN_DEVICES} (a round needs one sum participant and three "
+                     f"updates) to {MAX_DEVICES}, got {args.devices}")
     for name in ("kill_every", "restart_after"):
         value = getattr(args, name)
         if value is not None and not value > 0:
@@ -469,7 +470,7 @@ def _check(parser: argparse.ArgumentParser, args) -> None:
     if args.restart_after is not None and args.kill_every is None:
         parser.error("--restart-after needs --kill-every")
     try:
-        parse_model(args.model)
+        parse_model(args.model).check_devices(args.devices)
         if args.heap:
             parse_heap(args.heap)
     except FleetError as e:

@@ -79,6 +79,15 @@ class Workload:
     def app(self) -> Path:
         return DIGITS_APP if self.kind == "digits" else SYNTHETIC_APP
 
+    def check_devices(self, count: int) -> None:
+        """FleetError unless the model's data can be shared among `count` devices."""
+        if self.kind == "digits":
+            from tools.digits import DigitsError, shards
+            try:
+                shards(count)
+            except DigitsError as e:
+                raise FleetError(str(e)) from None
+
     def device_data(self, index: int, count: int) -> dict[str, bytes]:
         """The app's data files for device number `index` (0-based) of `count`."""
         if self.kind == "digits":
@@ -352,6 +361,7 @@ def build_fleet(fleet_dir: Path, workload: Workload, heap: str, count: int | Non
                          f"`pet-provision devices --out {fleet_dir} --count N`")
     if len(found) < count:
         raise FleetError(f"{fleet_dir} has {len(found)} provisioned devices, {count} wanted")
+    workload.check_devices(count)
     app = compile_app(workload.app)
     devices = []
     for index, (name, folder) in enumerate(found[:count]):
