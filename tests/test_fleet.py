@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import stat
 import subprocess
 import sys
@@ -111,6 +112,29 @@ def test_cli_refuses_bad_options(tmp_path, args, message):
     out = pet_fleet("--dir", str(tmp_path / "fleet"), *args)
     assert out.returncode == 2, out
     assert out.stderr.startswith("pet-fleet: ") and message in out.stderr, out.stderr
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_cli_provisions_runs_and_stops_its_devices(tmp_path, sig):
+    """pet-fleet with fewer devices provisioned than asked for provisions the rest, runs them
+    (here against a closed port: they keep trying to connect) and stops them on a signal."""
+    from tests.test_demo import processes_using
+    proc = subprocess.Popen([sys.executable, "-m", "tools.fleet", "--dir", str(tmp_path), "--devices", "2",
+                             "--model", "synthetic:10", "--broker", "127.0.0.1:9"], cwd=ROOT, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        first = proc.stdout.readline() + proc.stdout.readline()
+        assert "provisioned 2 devices" in first and "2 devices (synthetic:10, heap 192k) running" in first, first
+        devices = [pid for pid, _ in processes_using(tmp_path) if pid != proc.pid]
+        assert len(devices) == 2
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0 and "every device stopped" in out, err
+    assert processes_using(tmp_path) == []
+    assert [name for name, _ in provisioned(tmp_path)] == ["dev001", "dev002"]
 
 
 def test_cli_help():
