@@ -33,7 +33,6 @@ demo: system-deps install firmware
 
 bench: system-deps install
 	$(PY) bench/run.py
-	$(PY) bench/fuzz.py
 
 vectors: install
 	$(PY) -m tools.vectors

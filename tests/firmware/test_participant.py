@@ -311,4 +311,4 @@ print(before, app.accuracy(path=path), scalar, max(abs(w) for w in weights))
                          timeout=120)
     assert out.returncode == 0, out.stderr
     before, after, scalar, largest = map(float, out.stdout.split())
-    assert before < 0.3 and after > 0.85 and scalar == 180 and largest < 4
+    assert before < 0.3 and after > 0.85 and scalar == 180 / 1024 and largest < 4

@@ -6,10 +6,10 @@ sample, so only the model and one sample are in RAM. Weights: W[10][64] row
 by row, then b[10]; the participant streams every global model into MODEL.
 
 An optional flash file digits.json sets the training: {"epochs": 2, "rate": 0.05,
-"scalar_per_sample": 1.0}. The scalar (the update's weight in the average) is
-the shard's sample count times scalar_per_sample; the mask config clamps the
-scalar and scalar x weight to its bound (4 for the default b2), so keep
-count x scalar_per_sample small: pet-fleet writes 1/1024.
+"scalar_per_sample": 0.0009765625}. The scalar (the update's weight in the average)
+is the shard's sample count times scalar_per_sample; the mask config clamps the
+scalar and scalar x weight to its bound (4 for the default b2), so the default
+per sample is 1/1024.
 """
 
 import json
@@ -33,7 +33,7 @@ def _settings(path="digits.json"):
 _SETTINGS = _settings()
 EPOCHS = _SETTINGS.get("epochs", 2)
 RATE = _SETTINGS.get("rate", 0.05)
-SCALAR_PER_SAMPLE = _SETTINGS.get("scalar_per_sample", 1.0)
+SCALAR_PER_SAMPLE = _SETTINGS.get("scalar_per_sample", 1 / 1024)
 
 MODEL = array("f", range(LENGTH))  # allocated before upet loads (main.py imports this module first)
 for _i in range(LENGTH):
