@@ -12,14 +12,16 @@ import sys
 force_fallback = False  # tests set this before the first load() to check the fallback path
 _loaded = {}
 
-ARCHS = ("", "x86", "x64", "armv6", "armv6m", "armv7m", "armv7em", "armv7emsp", "armv7emdp",
-         "xtensa", "xtensawin", "rv32imc")
+# by arch code (sys.implementation._mpy bits 10-13); one string, as every separate
+# constant costs heap on a board that loads this from .mpy
+_ARCHS = "none x86 x64 armv6 armv6m armv7m armv7em armv7emsp armv7emdp xtensa xtensawin rv32imc"
 
 
 def arch():
     """The native architecture of this MicroPython, as mpy-cross's -march names it."""
     code = (getattr(sys.implementation, "_mpy", 0) >> 10) & 0x0F
-    return ARCHS[code] if code < len(ARCHS) else "unknown"
+    names = _ARCHS.split()
+    return names[code] if code < len(names) else "unknown"
 
 
 def load(name):
