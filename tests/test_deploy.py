@@ -24,12 +24,11 @@ import numpy as np
 import pytest
 import serial
 
-from gateway.settings import load_settings as gateway_settings
 from pet.crypto import SigningKeyPair
 from pet.sortition import Task
-from tests.coordinator_harness import RunningCoordinator
 from tests.firmware.test_participant import device_weights, fleet_roles, models, round_seeds, settings_for, task
-from tests.test_gateway import Fleet, RunningGateway, broker_address, gateway_env, make_devices, wait_for
+from tests.firmware.test_participant import site  # noqa: F401  (the fixture: a broker, coordinator and gateway)
+from tests.test_gateway import Fleet, make_devices, wait_for
 from tools import deploy, provision
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -251,24 +250,6 @@ def test_a_board_without_heap_for_the_client_is_reported(tmp_path, device, capsy
     err = capsys.readouterr().err
     assert "pet-deploy: the client does not load on the board: MemoryError" in err, err
     assert "too little heap" in err, err
-
-
-@pytest.fixture
-def site(mosquitto_factory, tmp_path):
-    broker = mosquitto_factory()
-    address = broker_address(broker.url)
-    running = []
-
-    def start(settings):
-        c = RunningCoordinator(settings)
-        gw = RunningGateway(gateway_settings(env=gateway_env(address, c.url, tmp_path / "q.db", "pet")))
-        running.extend([gw, c])
-        return c, gw
-
-    start.broker = address
-    yield start
-    for thing in running:
-        thing.stop()
 
 
 class Console:
