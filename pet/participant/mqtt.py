@@ -65,8 +65,11 @@ class DeviceClient:
 
     def _on_connect(self, client, userdata, flags, reason_code, properties):
         # on every connection: the session is clean, so a broker that restarted, or that
-        # dropped the connection, has forgotten the subscriptions
+        # dropped the connection, has forgotten the subscriptions; and what was retained may
+        # have been cleared meanwhile, so only what the broker sends again is kept
         if not reason_code.is_failure:
+            with self.cond:
+                self.retained.clear()
             client.subscribe(self.subscriptions)
 
     def _on_message(self, client, userdata, msg):
