@@ -88,8 +88,9 @@ def coordinator_rows(data: list[dict]) -> list[dict]:
         if len(lengths) >= 2:
             small, large = lengths[0], lengths[-1]
             per_weight = (sizes[config, large] - sizes[config, small]) / (large - small)
-            rows.append(row(f"wire/{config}", f"bytes on the wire per weight, {config} (Update messages of "
-                            f"{small:,} and {large:,} weights)", per_weight, "bytes", 4.0,
+            rows.append(row(f"wire/{config}", f"bytes per weight in one unchunked Update message (HTTP), {config}: "
+                            f"the size difference of messages of {small:,} and {large:,} weights; with MQTT "
+                            f"chunks see the device rows", per_weight, "bytes", 4.0,
                             "float32", per_weight / 4.0, "<= 1", "x"))
     return rows
 
