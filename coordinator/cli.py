@@ -28,6 +28,15 @@ exit status: 0 when done, 2 when the settings are wrong (one line on stderr).
 See docs/coordinator.md for every key."""
 
 
+ROLES = ("leader", "worker")
+
+
+def _count(text: str) -> int:
+    if not (text.isdigit() and int(text) >= 1):
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {text!r}")
+    return int(text)
+
+
 def _port(text: str) -> int:
     if not (text.isdigit() and int(text) <= 65535):
         raise argparse.ArgumentTypeError(f"must be a number from 0 to 65535, got {text!r}")
@@ -53,6 +62,14 @@ def _parser() -> argparse.ArgumentParser:
                         help="score every new global model with this function, e.g. "
                              "digits.evaluate:accuracy (model.evaluate); modules in the "
                              "working directory are found too")
+    parser.add_argument("--processes", type=_count, metavar="N",
+                        help="processes that judge messages on this port: the leader and N-1 "
+                             "workers it starts (api.processes; needs --redis)")
+    parser.add_argument("--role", choices=ROLES, default="leader",
+                        help="leader (default): runs the rounds; worker: judges messages for the "
+                             "leader that keeps its rounds in the same Redis (needs --redis and the "
+                             "leader's settings)")
+    parser.add_argument("--leader-pid", type=int, help=argparse.SUPPRESS)  # a worker the leader started
     parser.add_argument("--log-level", choices=LOG_LEVELS, metavar="LEVEL",
                         help=f"{', '.join(LOG_LEVELS)} (log.level)")
     parser.add_argument("--check", action="store_true",
@@ -74,7 +91,20 @@ def _flags(args: argparse.Namespace) -> dict:
         flags["model.evaluate"] = ("--evaluate", args.evaluate)
     if args.log_level:
         flags["log.level"] = ("--log-level", args.log_level)
+    if args.processes is not None:
+        flags["api.processes"] = ("--processes", args.processes)
     return flags
+
+
+def _worker_command(args: argparse.Namespace) -> list[str]:
+    """How the leader starts a worker process: the options that set its settings, as given."""
+    options = {"--config": args.config, "--port": args.port, "--data-dir": args.data_dir, "--redis": args.redis,
+               "--evaluate": args.evaluate, "--log-level": args.log_level}
+    command = [sys.executable, "-m", "coordinator", "--role", "worker", "--leader-pid", str(os.getpid())]
+    for option, value in options.items():
+        if value is not None:
+            command += [option, str(value)]
+    return command
 
 
 def _with_port(settings: Settings, port: int) -> Settings:
@@ -114,10 +144,26 @@ def main(argv: list[str] | None = None) -> int:
         print(f"pet-coordinator: cannot create the directory of {settings.store.path}: {e.strerror}",
               file=sys.stderr)
         return 2
+    if args.role == "worker" and settings.store.kind != "redis":
+        print("pet-coordinator: --role worker needs the redis store (--redis URL): a worker judges "
+              "messages for the leader that keeps its rounds there", file=sys.stderr)
+        return 2
     configure_logging(settings.log.level)
-    from coordinator.server import run  # imported late: only needed to actually serve
+    from coordinator.store import StoreError
+    from coordinator.worker import NoLeader
     try:
-        run(settings)
+        if args.role == "worker":
+            from coordinator.server import run_worker  # imported late: only needed to actually serve
+            run_worker(settings, args.leader_pid)
+        else:
+            from coordinator.server import run
+            if settings.api.processes > 1:
+                run(settings, _worker_command(args))
+            else:
+                run(settings)
+    except (StoreError, NoLeader) as e:
+        print(f"pet-coordinator: {e}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
     return 0

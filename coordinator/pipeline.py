@@ -3,7 +3,9 @@
 Pure functions of the message and a snapshot of the round, so they can run in
 worker threads: unseal with the round key, decode, phase filter, Ed25519
 signature, coordinator key; and, for complete messages, task validation by
-sortition. Each failure raises `Rejected` carrying the verdict's reason code.
+sortition and the checks of an Update's seed dict and masked model, or of a
+Sum2 mask, against the sum dict and the mask config. Each failure raises
+`Rejected` carrying the verdict's reason code.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import dataclass
 from pet import crypto
 from pet.crypto import CryptoError
 from pet.errors import DecodeError
+from pet.mask import MaskConfig
 from pet.sortition import Task, validate_task
 from pet.verdict import REASONS
 from pet.wire import Message, RoundParameters, Sum, Sum2, Tag, Update
@@ -57,6 +60,14 @@ def open_message(sealed: bytes, view: RoundView) -> Message:
     return msg
 
 
+def open_and_check(sealed: bytes, view: RoundView) -> Message:
+    """Open a message and, unless it is a chunk, check the sender's task: one thread hop."""
+    msg = open_message(sealed, view)
+    if not msg.is_multipart:
+        check_task(msg, view)
+    return msg
+
+
 def check_phase(tag: Tag, view: RoundView) -> None:
     if tag is not view.phase:
         current = view.phase.name if view.phase else "no message phase"
@@ -75,3 +86,28 @@ def check_task(msg: Message, view: RoundView) -> None:
     if task is not want:
         raise Rejected("not_eligible", f"the signatures make the sender {task.value}, "
                                        f"not {want.value}, in this round")
+
+
+def check_update(msg: Message, sum_dict: dict[bytes, bytes], config: MaskConfig, length: int) -> None:
+    """The seed dict must name exactly the sum dict's keys, the masked model be a model of the round."""
+    p: Update = msg.payload
+    seeds = p.local_seed_dict
+    unknown = [k for k in seeds if k not in sum_dict]
+    if unknown:
+        raise Rejected("unknown_sum_participant", f"the seed dict names {len(unknown)} keys not in the "
+                                                  f"sum dict, e.g. {unknown[0].hex()[:16]}")
+    if len(seeds) != len(sum_dict):
+        raise Rejected("seed_dict_mismatch", f"the seed dict has {len(seeds)} entries, the sum dict "
+                                             f"{len(sum_dict)}")
+    masked = p.masked_model
+    if masked.vect.config != config or masked.unit.config != config or len(masked.vect) != length:
+        raise Rejected("bad_mask", f"the masked model is not a {config.name} model of {length} weights")
+
+
+def check_sum2(msg: Message, sum_dict: dict[bytes, bytes], config: MaskConfig, length: int) -> None:
+    """The sender must be a sum participant, the mask a mask of the round's config and length."""
+    if msg.participant_pk not in sum_dict:
+        raise Rejected("unknown_sum_participant", "the sender is not in this round's sum dict")
+    mask = msg.payload.model_mask
+    if mask.vect.config != config or mask.unit.config != config or len(mask.vect) != length:
+        raise Rejected("bad_mask", f"the mask is not a {config.name} mask of {length} weights")

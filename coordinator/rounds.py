@@ -25,7 +25,7 @@ from fractions import Fraction
 import numpy as np
 
 from coordinator.metrics import GatewayReports, Metrics
-from coordinator.pipeline import Rejected, RoundView, check_phase, check_task, open_message
+from coordinator.pipeline import Rejected, RoundView, check_phase, check_task, check_update, open_and_check
 from coordinator.ratelog import RateLimitedLog
 from coordinator.store import GlobalModel, RoundState, Store, StoreError
 from pet import crypto
@@ -34,8 +34,7 @@ from pet.errors import DecodeError
 from pet.mask import Aggregation, MaskObject, UnmaskError, unmask
 from pet.multipart import MultipartError, Reassembler
 from pet.verdict import ACCEPTED, Verdict, rejected
-from pet.wire import MaskConfigPair, Message, Model, RoundParameters, Sum, Sum2, SumDict, Tag, Update, \
-    UpdateSeedDict
+from pet.wire import MaskConfigPair, Message, Model, RoundParameters, Sum, Sum2, SumDict, Tag, UpdateSeedDict
 
 log = logging.getLogger("coordinator.rounds")
 
@@ -44,14 +43,6 @@ PHASE_CODES = {IDLE: 0, SUM: 1, UPDATE: 2, SUM2: 3, UNMASK: 4, FAILURE: 5, "shut
 _TAG_OF_PHASE = {SUM: Tag.SUM, UPDATE: Tag.UPDATE, SUM2: Tag.SUM2}
 HISTORY_ROUNDS = 100     # past rounds GET /rounds shows
 RECENT_REJECTIONS = 20   # rejected messages GET /rejections shows
-
-
-def _open_and_check(sealed: bytes, view: RoundView) -> Message:
-    """Open a message and, unless it is a chunk, check the sender's task: one thread hop."""
-    msg = open_message(sealed, view)
-    if not msg.is_multipart:
-        check_task(msg, view)
-    return msg
 
 
 def _open_signed(sealed: bytes, view: RoundView) -> Message | None:
@@ -215,12 +206,7 @@ class Coordinator:
         if state.phase in (UPDATE, SUM2):
             self._sums_bytes = SumDict(self.sum_dict).to_bytes()
             self.updaters = await self._thread(self.store.update_participants)
-            stored = await self._thread(self.store.aggregate)
-            if stored:
-                obj = MaskObject.from_bytes(stored[0])
-                self.aggregation = Aggregation.restore(obj, stored[1])
-            else:
-                self.aggregation = Aggregation(self.config, self.config, self.length)
+            self.aggregation = await self._stored_aggregation()
         self.accepted = {SUM: lambda: len(self.sum_dict),
                          UPDATE: lambda: self.aggregation.nb_models,
                          SUM2: lambda: sum(n for _, n in self.store.votes())}[state.phase]()
@@ -229,6 +215,13 @@ class Coordinator:
         left = self.windows[state.phase].time_max - (self.clock() - state.phase_started)
         log.info("resuming round %d in the %s phase: %d accepted, %.0f s until time.max",
                  state.round_id, state.phase, self.accepted, left)
+
+    async def _stored_aggregation(self) -> Aggregation:
+        """The round's aggregate as the store holds it (a resumed round)."""
+        stored = await self._thread(self.store.aggregate)
+        if stored:
+            return Aggregation.restore(MaskObject.from_bytes(stored[0]), stored[1])
+        return Aggregation(self.config, self.config, self.length)
 
     async def stop(self) -> None:
         if self._task:
@@ -371,7 +364,7 @@ class Coordinator:
         view = self.view
         phase = self.phase
         try:
-            msg = await self._thread(_open_and_check, sealed, view)
+            msg = await self._thread(open_and_check, sealed, view)
             if msg.is_multipart:
                 try:
                     msg = self.reassembler.add(msg)
@@ -475,27 +468,14 @@ class Coordinator:
 
     def _check_update(self, msg: Message, view: RoundView, batch_pks: set[bytes]) -> None:
         self._check_current(msg, view)
-        p: Update = msg.payload
         pk = msg.participant_pk
         w = self.windows[UPDATE]
         if self.accepted + len(batch_pks) >= w.count_max:
             raise Rejected("phase_full", f"the update phase already accepted {w.count_max} messages")
         if pk in self.updaters or pk in batch_pks:
             raise Rejected("duplicate", "this participant already sent an update")
-        seeds = p.local_seed_dict
-        unknown = [k for k in seeds if k not in self.sum_dict]
-        if unknown:
-            raise Rejected("unknown_sum_participant", f"the seed dict names {len(unknown)} keys not in the "
-                                                      f"sum dict, e.g. {unknown[0].hex()[:16]}")
-        if len(seeds) != len(self.sum_dict):
-            raise Rejected("seed_dict_mismatch", f"the seed dict has {len(seeds)} entries, the sum dict "
-                                                 f"{len(self.sum_dict)}")
-        masked = p.masked_model
+        check_update(msg, self.sum_dict, self.config, self.length)
         agg = self.aggregation
-        if masked.vect.config != agg.vect_config or masked.unit.config != agg.unit_config \
-                or len(masked.vect) != agg.length:
-            raise Rejected("bad_mask", f"the masked model is not a {agg.vect_config.name} model of "
-                                       f"{agg.length} weights")
         limit = min(agg.vect_config.max_models, agg.unit_config.max_models)
         if agg.nb_models + len(batch_pks) >= limit:
             raise Rejected("bad_mask", f"the mask config aggregates at most {limit} models")
@@ -585,6 +565,10 @@ class Coordinator:
                 "updates": self.aggregation.nb_models if self.aggregation else 0,
                 "sum2": self.accepted if self.phase in (SUM2, UNMASK) else 0}
 
+    def _pending_chunks(self) -> int:
+        """Multipart messages begun and not complete yet."""
+        return self.reassembler.pending_messages
+
     def rounds(self) -> list[dict]:
         """Past rounds, completed and failed, oldest first."""
         return list(self.history)
@@ -608,12 +592,12 @@ class Coordinator:
             "counters": dict(self.counters),
             "reasons": dict(self.round_reasons),
             "sum_participants": len(self.sum_dict),
-            "updates": self.aggregation.nb_models if self.aggregation else 0,
+            "updates": self._participants()["updates"],
             "sum2": self._participants()["sum2"],
             "mask_config": self.config.name,
             "model_length": self.length,
             "latest_model": None if latest is None else {"round_id": latest.round_id, "created": latest.created,
                                                          **latest.meta},
-            "pending_chunks": self.reassembler.pending_messages,
+            "pending_chunks": self._pending_chunks(),
             "now": self.clock(),
         }

@@ -14,6 +14,9 @@
   GET  /                   the dashboard (static files under /dashboard/)
   GET  /metrics            Prometheus text format
   GET  /health             "ok" (also /healthz)
+
+A worker process (make_worker_app) serves POST /message, POST /messages and
+GET /health itself and passes every other request on to its leader.
 """
 
 from __future__ import annotations
@@ -25,14 +28,20 @@ import contextlib
 import hmac
 import json
 import logging
+import os
 import re
+import signal
+import socket
 from pathlib import Path
 
+import aiohttp
 from aiohttp import web
 
+from coordinator.leader import Leader, WorkerProcesses
 from coordinator.rounds import Coordinator
 from coordinator.settings import load_hook
 from coordinator.store import Store, open_store
+from coordinator.worker import Worker, check_setup
 from pet.verdict import Verdict, rejected
 
 log = logging.getLogger("coordinator.server")
@@ -40,7 +49,15 @@ log = logging.getLogger("coordinator.server")
 OCTET = "application/octet-stream"
 MAX_BATCH = 1000  # messages in one POST /messages at most
 COORDINATOR = web.AppKey("coordinator", Coordinator)
+JUDGE = web.AppKey("judge", object)  # what judges POST /message(s): the Coordinator, or a Worker
 CLOSING = web.AppKey("closing", asyncio.Event)  # set on shutdown: event streams end
+PRIVATE_PORT = web.AppKey("private_port", int)  # the leader's port for its workers, if any
+WORKER = web.AppKey("worker", Worker)
+LEADER_CLIENT = web.AppKey("leader_client", aiohttp.ClientSession)
+FORWARDED_FOR = "X-Pet-Forwarded-For"  # the client's address, as a worker passes a request on
+# headers of one connection, not of the request: not passed on
+HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
+              "transfer-encoding", "upgrade", "host", "content-length"}
 
 DASHBOARD = Path(__file__).resolve().parent / "dashboard"
 # The page loads nothing but its own files and talks to nothing but this server.
@@ -75,7 +92,7 @@ def _verdict_response(verdict) -> web.Response:
 
 async def _read_body(request: web.Request) -> tuple[bytes | None, Verdict | None]:
     """(body, None), or (None, the verdict) for a wrong token or a body above api.max_body_bytes."""
-    api = request.app[COORDINATOR].settings.api
+    api = request.app[JUDGE].settings.api
     if api.token:
         given = request.headers.get("Authorization", "")
         if not hmac.compare_digest(given.encode(), f"Bearer {api.token}".encode()):
@@ -89,7 +106,7 @@ async def _read_body(request: web.Request) -> tuple[bytes | None, Verdict | None
 
 
 async def post_message(request: web.Request) -> web.Response:
-    coordinator = request.app[COORDINATOR]
+    coordinator = request.app[JUDGE]
     body, verdict = await _read_body(request)
     if verdict is None:
         return _verdict_response(await coordinator.handle(body))
@@ -119,7 +136,7 @@ async def post_messages(request: web.Request) -> web.Response:
     """Several messages in one request, for a gateway with many uplinks to forward: each is
     judged as by POST /message, all at once (so that updates share store transactions),
     and the answer is the list of their verdicts, in order."""
-    coordinator = request.app[COORDINATOR]
+    coordinator = request.app[JUDGE]
     body, verdict = await _read_body(request)
     if verdict is None:
         try:
@@ -178,6 +195,14 @@ def gateway_report(headers) -> dict | None:
     return {"gateway_id": gateway_id, "mqtt": mqtt, "queued": None if queued is None else int(queued)}
 
 
+def _client_address(request: web.Request) -> str | None:
+    """The client's address; for a request a worker passed on, the one the worker names."""
+    sockname = request.transport.get_extra_info("sockname") if request.transport else None
+    if FORWARDED_FOR in request.headers and sockname and sockname[1] == request.app.get(PRIVATE_PORT):
+        return request.headers[FORWARDED_FOR]
+    return request.remote
+
+
 async def get_status(request: web.Request) -> web.Response:
     coordinator = request.app[COORDINATOR]
     try:
@@ -185,7 +210,7 @@ async def get_status(request: web.Request) -> web.Response:
     except ValueError as e:
         return web.Response(status=400, text=f"{e}\n")
     if report is not None:
-        coordinator.gateways.heard(**report, address=request.remote, when=coordinator.clock())
+        coordinator.gateways.heard(**report, address=_client_address(request), when=coordinator.clock())
     return web.json_response(coordinator.status())
 
 
@@ -239,7 +264,7 @@ async def get_health(request: web.Request) -> web.Response:
 def make_app(coordinator: Coordinator) -> web.Application:
     """The aiohttp application around a coordinator; starting the app starts the rounds."""
     app = web.Application(client_max_size=coordinator.settings.api.max_body_bytes)
-    app[COORDINATOR] = coordinator
+    app[COORDINATOR] = app[JUDGE] = coordinator
     app[CLOSING] = asyncio.Event()
     app.add_routes([
         web.post("/message", post_message), web.post("/messages", post_messages),
@@ -270,21 +295,122 @@ def store_for(settings) -> Store:
     return open_store("sqlite", s.path)
 
 
-def build(settings, store: Store | None = None, **options) -> web.Application:
+def build(settings, store: Store | None = None, leader_url: str | None = None, **options) -> web.Application:
     """The app for these settings; options go to Coordinator (evaluate=, keygen=). Without
-    evaluate=, the function model.evaluate names (if any) scores the global models."""
+    evaluate=, the function model.evaluate names (if any) scores the global models. A store
+    that processes can share (Redis) gets a Leader, whose workers reach it at leader_url."""
     if options.get("evaluate") is None and settings.model.evaluate:
         options["evaluate"] = load_hook(settings.model.evaluate)
     store = store or store_for(settings)
+    if store.shared:
+        return make_app(Leader(settings, store, leader_url=leader_url, **options))
     return make_app(Coordinator(settings, store, **options))
 
 
-def run(settings) -> None:
-    """Serve until SIGINT / SIGTERM."""
+def _loopback_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+def run(settings, worker_command: list[str] | None = None) -> None:
+    """Serve until SIGINT / SIGTERM. On Redis the leader also listens on a loopback port of
+    its own, where its workers pass on the routes they do not serve; with api.processes
+    above 1 it starts api.processes - 1 worker processes (worker_command) that share
+    api.bind with it (SO_REUSEPORT: the kernel spreads the connections)."""
     api = settings.api
-    app = build(settings)
-    log.info("coordinator listening on http://%s:%d (store: %s)", api.host, api.port, settings.store.kind)
-    web.run_app(app, host=api.host, port=api.port, print=None, access_log=None, handle_signals=True)
+    private = _loopback_socket() if settings.store.kind == "redis" else None
+    leader_url = f"http://127.0.0.1:{private.getsockname()[1]}" if private else None
+    app = build(settings, leader_url=leader_url)
+    if private:
+        app[PRIVATE_PORT] = private.getsockname()[1]
+    if api.processes > 1:
+        app.cleanup_ctx.append(WorkerProcesses(worker_command, api.processes - 1).lifecycle)
+    log.info("coordinator listening on http://%s:%d (store: %s%s)", api.host, api.port, settings.store.kind,
+             f", {api.processes} processes" if api.processes > 1 else "")
+    web.run_app(app, host=api.host, port=api.port, sock=private, reuse_port=api.processes > 1 or None,
+                print=None, access_log=None, handle_signals=True)
 
 
-__all__ = ["make_app", "build", "run"]
+# -- a worker process -----------------------------------------------------------------------------
+
+async def worker_post(request: web.Request) -> web.Response:
+    worker = request.app[WORKER]
+    if worker.refusal:
+        return web.Response(status=503, text=f"this worker takes no messages: {worker.refusal}\n")
+    return await (post_message if request.path == "/message" else post_messages)(request)
+
+
+async def forward(request: web.Request) -> web.StreamResponse:
+    """Any other route is the leader's: the request goes on to it, its answer comes back."""
+    url = request.app[WORKER].leader_url
+    if not url:
+        return web.Response(status=502, text="this worker does not know its leader's address\n")
+    headers = {k: v for k, v in request.headers.items()
+               if k.lower() not in HOP_BY_HOP and k.lower() != FORWARDED_FOR.lower()}
+    headers[FORWARDED_FOR] = request.remote or ""
+    body = await request.read()
+    response = None
+    try:
+        async with request.app[LEADER_CLIENT].request(request.method, url + request.path_qs, headers=headers,
+                                                      data=body or None, allow_redirects=False) as answer:
+            response = web.StreamResponse(status=answer.status, headers={
+                k: v for k, v in answer.headers.items() if k.lower() not in HOP_BY_HOP})
+            await response.prepare(request)
+            async for data in answer.content.iter_any():
+                await response.write(data)
+    except (aiohttp.ClientError, ConnectionResetError) as e:
+        if response is None:
+            return web.Response(status=502, text=f"the leader at {url} cannot be reached: {e}\n")
+    return response
+
+
+def make_worker_app(worker: Worker, leader_pid: int | None = None) -> web.Application:
+    """The HTTP side of a worker process. With leader_pid, it ends when that process does."""
+    app = web.Application(client_max_size=worker.settings.api.max_body_bytes)
+    app[WORKER] = app[JUDGE] = worker
+    app.add_routes([web.post("/message", worker_post), web.post("/messages", worker_post),
+                    web.get("/health", get_health), web.get("/healthz", get_health),
+                    web.route("*", "/{tail:.*}", forward)])
+
+    async def lifecycle(app):
+        app[LEADER_CLIENT] = aiohttp.ClientSession(auto_decompress=False,
+                                                   timeout=aiohttp.ClientTimeout(total=None, connect=5))
+        await worker.start()
+        watch = asyncio.create_task(_end_with(leader_pid)) if leader_pid else None
+        yield
+        if watch:
+            watch.cancel()
+        await worker.stop()
+        await app[LEADER_CLIENT].close()
+    app.cleanup_ctx.append(lifecycle)
+    return app
+
+
+async def _end_with(leader_pid: int) -> None:
+    """A worker started by a leader ends with it (it would be the child of another then)."""
+    while os.getppid() == leader_pid:
+        await asyncio.sleep(1)
+    log.warning("the leader (pid %d) is gone; stopping", leader_pid)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def run_worker(settings, leader_pid: int | None = None) -> None:
+    """Serve as a worker of the leader whose setup the store holds, until SIGINT / SIGTERM.
+    Raises StoreError, or NoLeader when there is no leader or the settings differ from its."""
+    api = settings.api
+    store = store_for(settings)
+    try:
+        setup = check_setup(settings, store)
+    except BaseException:
+        store.close()
+        raise
+    worker = Worker(settings, store)
+    worker.leader_url = setup.get("leader_url")
+    log.info("worker %s listening on http://%s:%d for the leader at %s", worker.name, api.host, api.port,
+             worker.leader_url)
+    web.run_app(make_worker_app(worker, leader_pid), host=api.host, port=api.port, reuse_port=True,
+                print=None, access_log=None, handle_signals=True)
+
+
+__all__ = ["make_app", "build", "run", "make_worker_app", "run_worker"]

@@ -59,6 +59,9 @@ class ApiSettings:
     token: str = field(default="", metadata={"secret": True})
     max_body_bytes: int = 16 << 20
     workers: int = 2  # threads for decryption, signature checks and aggregation
+    # Processes that judge messages on bind: the leader and processes - 1 worker processes
+    # it starts, sharing the port (SO_REUSEPORT). Above 1 needs the redis store.
+    processes: int = 1
 
     @property
     def host(self) -> str:
@@ -262,6 +265,7 @@ def _validate(s: Settings) -> None:
     at_least("api.max_body_bytes", s.api.max_body_bytes, MIN_MESSAGE_SIZE,
               " (the smallest sealed message)")
     at_least("api.workers", s.api.workers, 1)
+    at_least("api.processes", s.api.processes, 1)
 
     pet = s.pet
     require(0 < pet.sum.prob < 1, f"pet.sum.prob must be > 0 and < 1, got {pet.sum.prob}",
@@ -325,6 +329,10 @@ def _validate(s: Settings) -> None:
         require(store.url.startswith(REDIS_SCHEMES),
                  f"store.url must start with {', '.join(REDIS_SCHEMES)}, got {store.url!r}",
                  "store.url")
+    require(s.api.processes == 1 or store.kind == "redis",
+             f"api.processes is {s.api.processes}, but several processes need the redis store "
+             f"(store.kind = \"redis\", or --redis URL): they share the round through Redis",
+             "api.processes", "store.kind")
 
     at_least("history.keep", s.history.keep, 1)
 

@@ -58,6 +58,8 @@ class GlobalModel:
 
 
 class Store(abc.ABC):
+    shared = False  # True: several coordinator processes can judge messages into it (Redis)
+
     # -- round state -----------------------------------------------------------------------
 
     @abc.abstractmethod
