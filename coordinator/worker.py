@@ -153,6 +153,7 @@ class Worker:
         self.partial: Aggregation | None = None    # this process's share of the round's aggregate
         self.partial_round: int | None = None
         self._refreshing = asyncio.Lock()
+        self._looked = float("-inf")               # when the latest look at the store began
         self._queue: list = []
         self._committer: asyncio.Task | None = None
         self._task: asyncio.Task | None = None
@@ -181,7 +182,10 @@ class Worker:
                 await self._task
             except asyncio.CancelledError:
                 pass
-            await self._report()
+            try:
+                await self._report()
+            except Exception as e:  # the store is away: these counts are lost, the messages are not
+                log.warning("worker %s: the last report did not reach the store: %s", self.name, e)
         if self._own_executor:
             self.executor.shutdown(wait=True)
 
@@ -195,11 +199,16 @@ class Worker:
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # the store is away: keep what is not reported, try again
-                log.warning("worker %s: %s", self.name, e)
+                self._log.warning("follow", "worker %s: %s", self.name, e)
 
-    async def refresh(self) -> bool:
-        """Take up the round and phase the store holds; True if they changed."""
+    async def refresh(self, unless_since: float | None = None) -> bool:
+        """Take up the round and phase the store holds; True if they changed. With
+        unless_since (time.monotonic()), nothing is read if a look begun since then was
+        taken already: a flood of refused messages costs one look at a time."""
         async with self._refreshing:
+            if unless_since is not None and self._looked >= unless_since:
+                return False
+            self._looked = time.monotonic()
             state = await self._thread(self.store.load_state)
             if state is None or (self.round and (state.round_id, state.phase) == (self.round.round_id,
                                                                                      self.round.phase)):
@@ -282,9 +291,10 @@ class Worker:
             except Rejected as r:
                 if r.reason not in _STALE_VIEW:
                     raise
-                await self.refresh()  # the round may have moved on meanwhile, or just now
-                if self.round is current:
-                    raise
+                if self.round is current:  # the round may have moved on just now
+                    await self.refresh(unless_since=time.monotonic())
+                    if self.round is current:
+                        raise
                 current = self.round
                 msg = await self._thread(open_and_check, sealed, current.view)
             if msg.is_multipart:

@@ -356,6 +356,14 @@ def test_a_worker_is_refused_without_a_leader_or_with_other_settings(cluster, re
     assert "api.token differs" in other.stderr and "s3cret" not in other.stderr and "guess" not in other.stderr
     assert len(status(leader.url)["processes"]) == 1  # nothing joined
 
+    # a leader started again with other settings: a running worker takes no messages
+    worker = cluster(["--role", "worker"], {"PET__API__TOKEN": "s3cret-token"})
+    leader.stop()
+    cluster([], {"PET__API__TOKEN": "s3cret-token", "PET__MODEL__LENGTH": "300"})
+    code, body = wait_for("the worker to refuse", lambda: (r := http(worker.url, "/message", b"x" * 200))[0] == 503
+                          and r)
+    assert b"model.length is 200 here, 300 at the leader" in body
+
     sqlite = subprocess.run([sys.executable, "-m", "coordinator", "--processes", "2", "--check"], cwd=ROOT,
                             capture_output=True, text=True, timeout=30,
                             env={k: v for k, v in os.environ.items() if not k.startswith("PET__")})

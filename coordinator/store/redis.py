@@ -34,8 +34,8 @@ Writes that must check and change several keys together run as Lua scripts
 (atomic on the server) or as WATCH/MULTI transactions. The scripts that
 accept messages for several processes first check the phase in P state: once
 the leader has saved the next phase, no process can add to the one that ended.
-With Redis Cluster, put the prefix in braces ("{fleet-a}:") so that every key
-of one coordinator is in one hash slot, as the scripts need.
+Every script takes keys of one prefix only: with the prefix in braces
+("{fleet-a}:") they share one Redis Cluster hash slot.
 """
 
 from __future__ import annotations
@@ -450,11 +450,6 @@ class RedisStore(Store):
         if not isinstance(setup, dict):
             raise StoreError(f"redis store {self.url}: the leader's setup is unreadable")
         return setup
-
-    def forget_setup(self) -> None:
-        """A coordinator that takes no workers says so: workers refuse to start."""
-        with self._guard():
-            self._r.delete(self._key("setup"))
 
     def report(self, name: str, tally: dict[str, int], rejected: list[dict], about: dict,
                keep_rejected: int) -> None:
