@@ -21,6 +21,7 @@ around them is left as it is. A script in bench/ that is not in the list below
   fuzz         malformed messages: crashes and corrupted rounds    bench/fuzz.py (when present)
   device       a board's work per round on the Unix port            bench/device.py
   latency      round latency with 10, 50, 100 Unix-port devices     bench/latency.py
+  workers      ingestion with 1 and 2 coordinator processes on Redis bench/workers.py
 
 Usage: python bench/run.py [--only NAME,...] [--quick] [--no-docs] [--out DIR] [--docs FILE]
 """
@@ -161,6 +162,7 @@ BENCHES = {
     "fuzz": ("bench/fuzz.py", ["--cases", "100000"], ["--cases", "2000"], fuzz_rows),
     "device": ("bench/device.py", [], ["--quick"], own_rows),
     "latency": ("bench/latency.py", [], ["--quick"], own_rows),
+    "workers": ("bench/workers.py", [], ["--quick"], own_rows),
 }
 
 
