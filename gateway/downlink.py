@@ -139,7 +139,10 @@ class Downlink:
         # new parameters: whatever round state the broker holds is not theirs
         new_round = (self.topics.params in wanted
                      and held.get(self.topics.params) != wanted[self.topics.params])
-        for topic in held:
+        # the sum dict is cleared with new parameters even when the broker was not seen to hold
+        # one: just after a (re)connection the gateway has not learned yet what the broker kept,
+        # and a device that sees the new parameters next to the last round's sum dict uses it
+        for topic in held.keys() | ({self.topics.sums} if new_round else set()):
             round_state = topic == self.topics.sums or topic.startswith(self.topics.seeds_prefix)
             if round_state and (topic not in wanted or new_round):
                 self._publish(topic, b"", "clear")
