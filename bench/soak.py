@@ -16,9 +16,12 @@ Every device runs the app below: device k sends 1 at weight k, 0 at the other
 device weights, and numbers drawn from the round seed and k after them. So each
 global model says which devices it counts (weight k is 1/n for the n counted, 0
 for the others) and whether each was counted once, with its model of this round.
-A device's log says which updates it was told were accepted; every one of them
-must be in the model. Failed rounds and their reasons come from the coordinator
-(GET /rounds, and its log for rounds that failed before a restart).
+A device's log says which updates it was told were accepted (every one of them
+must be in the model) and which rounds it started more than once (their
+parameters came back after another round's). Failed rounds and their reasons
+come from the coordinator (GET /rounds, and its log for rounds that failed
+before a restart); a round for which sortition drew no sum participant, or
+fewer update participants than it needs, is said to have failed for that.
 
 Prints a line per ended round and per fault, then a table; --json FILE writes
 the same as JSON.
@@ -268,20 +271,25 @@ class Faults:
 # -- following the rounds -------------------------------------------------------------------------
 
 
-def told_accepted(site: Site) -> dict[str, set[int]]:
-    """seed prefix (8 hex digits) -> devices whose log says the whole update was accepted (or
-    answered duplicate: already accepted) in that round."""
+def device_logs(site: Site) -> tuple[dict[str, set[int]], dict[str, set[int]]]:
+    """From the devices' logs, by seed prefix (8 hex digits): the devices told that their whole
+    update was accepted (or `duplicate`: already accepted) in that round, and the devices that
+    started that round more than once (its parameters came back after another round's)."""
     told: dict[str, set[int]] = collections.defaultdict(set)
+    again: dict[str, set[int]] = collections.defaultdict(set)
     for k, d in enumerate(site.fleet):
-        seed = None
+        seed, started = None, set()
         for line in d.log.read_text(errors="replace").splitlines():
             m = re.match(r"upet: round ([0-9a-f]{8}) task", line)
             if m:
                 seed = m.group(1)
+                if seed in started:
+                    again[seed].add(k)
+                started.add(seed)
             m = re.match(r"upet: update chunk (\d+)/(\d+) (accepted|duplicate)", line)
             if m and seed and m.group(1) == m.group(2):
                 told[seed].add(k)
-    return told
+    return told, again
 
 
 def failures_in_log(site: Site) -> dict[int, str]:
@@ -396,7 +404,11 @@ def report(args, site, faults, params, outcomes, models, elapsed) -> dict:
     reasons = collections.Counter(why_failed(e) for e in failed.values())
     for r, e in failed.items():
         e["faults"] = [f"{f['fault']} ({f['target']}) in {f['phase']}" for f in faults.log if f["round"] == r]
-    told = told_accepted(site)
+    told, again = device_logs(site)
+    for r, e in outcomes.items():
+        if r in params:
+            e["seed"] = params[r].seed[:4].hex()
+            e["devices_that_started_it_again"] = len(again.get(e["seed"], ()))
     lost, unanswered, unchecked, wrong = [], 0, [], []
     for r in completed:
         check = models.get(r)
@@ -420,6 +432,7 @@ def report(args, site, faults, params, outcomes, models, elapsed) -> dict:
         "counted_updates_whose_answer_was_lost": unanswered,
         "updates_counted": sum(len(models[r]["counted"]) for r in completed if r in models),
         "sum_participants_without_a_global_mask": sum(outcomes[r]["sums"] - outcomes[r]["sum2"] for r in completed),
+        "device_rounds_started_again": sum(len(v) for v in again.values()),
         "round_log": [outcomes[r] | ({"model": models[r]} if r in models else {}) for r in outcomes],
     }
     print_table(result)
@@ -434,12 +447,14 @@ def print_table(r: dict) -> None:
     rows += [(f"  {kind}", n) for kind, n in sorted(r["faults"].items())]
     rows += [("completed rounds' models checked", r["models_checked"]),
              ("  exactly the average of the devices they count", r["models_exact"]),
-             ("  wrong", len(r["models_wrong"])), ("  not seen (replaced before the soak read it)", len(r["models_not_seen"])),
+             ("  wrong", len(r["models_wrong"])),
+             ("  not seen (replaced before the soak read it)", len(r["models_not_seen"])),
              ("updates counted in checked models", r["updates_counted"]),
              ("accepted updates missing from the model", len(r["accepted_updates_lost"])),
              ("counted updates whose device never heard", r["counted_updates_whose_answer_was_lost"]),
              ("sum participants without a global mask (completed rounds)",
               r["sum_participants_without_a_global_mask"]),
+             ("rounds a device started again (their parameters came back)", r["device_rounds_started_again"]),
              ("seconds", r["seconds"])]
     width = max(len(name) for name, _ in rows)
     print()
@@ -449,7 +464,8 @@ def print_table(r: dict) -> None:
     if failed:
         print("\nfailed rounds, and the faults injected while they ran:")
     for e in failed:
-        print(f"  round {e['round_id']}: {why_failed(e)}; faults: {', '.join(e['faults']) or 'none'}")
+        print(f"  round {e['round_id']}: {why_failed(e)}; faults: {', '.join(e['faults']) or 'none'}; "
+              f"{e.get('devices_that_started_it_again', 0)} devices started it again")
 
 
 def main(argv=None) -> int:
