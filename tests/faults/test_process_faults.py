@@ -3,9 +3,9 @@
 Each test runs one site (tests/faults/conftest.py) through one faulty round per phase and
 then a clean one. In the faulty round the first message of the phase is accepted, then the
 process is killed and started again (`kill`), or stopped for longer than the keepalives and
-continued (`stop`); the other participants of the phase send while it is away. Every round must complete with
-exactly the participants released, and its global model must be the weighted average of
-exactly the updates handed over: nothing lost, nothing counted twice.
+continued (`stop`); the other participants of the phase send while it is away. Every round
+must complete with exactly the participants released, and its global model must be the
+weighted average of exactly the updates handed over: nothing lost, nothing counted twice.
 
 Already covered elsewhere, so not repeated here: SIGKILL of the coordinator during Update with
 HTTP participants (tests/test_coordinator_kill.py, SQLite and Redis), SIGKILL of the gateway
