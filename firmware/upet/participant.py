@@ -13,6 +13,9 @@ the next is built when the verdict on `.../ack` accepted the last. A chunk is bu
 from the payload range it carries, so no whole Update payload is ever held: the only
 model-sized buffers are the app's weights and a sum participant's global mask.
 
+Parameters of a round the participant has left are ignored: a broker restored from
+its saved state serves the retained parameters of an earlier round for a while.
+
 Progress is saved after every step (upet.store): a reset resumes the round with the
 same keys, mask seed, weights and message id, so a resent chunk carries the bytes of
 the first one, and the coordinator answers what it already has with `duplicate`.
@@ -103,6 +106,7 @@ class Participant:
         self._incoming = self.model_round = self._borrowed = None
         # every attribute from the start: the instance dict does not grow mid-round
         self._piece = self._at = self._pos = self._last = self._count = self._sent = self._wait = None
+        self._left = []
         size = 48 + 136 + self.max_payload
         self._buf = _BUF if size <= len(_BUF) else bytearray(size)  # the sealed message being sent
         s = store.load_round() or {}
@@ -249,6 +253,9 @@ class Participant:
         self.client.check_msg()
         raw, self._incoming = self._incoming, None
         if raw and (self.params is None or raw != self.params.raw):
+            if raw[64:96] in self._left:  # a broker restored from its saved state serves old parameters
+                self.log("ignoring the parameters of an earlier round", raw[64:68].hex())
+                return False
             return self._new_round(raw)
         if self.params is None or self.phase == "awaiting":
             return False
@@ -266,6 +273,8 @@ class Participant:
         return self._update()
 
     def _new_round(self, raw):
+        if self.params is not None:
+            self._left = self._left[-3:] + [self.params.seed]  # the seeds of the last 4 rounds left
         p = self.params = RoundParams(raw)
         s = self.state = {"params": p.raw, "msg_id": struct.unpack("<H", os.urandom(2))[0]}
         s["sum_sig"] = sig = ed25519.sign(self.seed, p.seed + b"sum")

@@ -292,6 +292,35 @@ def test_device_killed_mid_update_resumes_then_sums_10000_weights(site, tmp_path
     assert device.seen(f"model 2 {digest}"), out
 
 
+@needs_mqtt
+def test_device_ignores_the_parameters_of_a_round_it_has_left(mosquitto_factory, tmp_path):
+    """A broker restored from its saved state serves the retained parameters of an earlier
+    round again: the device must not start that round over (new keys, a second message)."""
+    import paho.mqtt.client as paho
+    from pet.mask import MaskConfig
+    from pet.wire import MaskConfigPair, RoundParameters
+
+    address = broker_address(mosquitto_factory().url)
+    mcu = MaskConfig.mcu()
+    rounds = [RoundParameters(bytes(32), 0.0, 0.0, bytes([r]) * 32, MaskConfigPair(mcu, mcu), 650).to_bytes()
+              for r in (0xA1, 0xB2)]  # probabilities 0: no task, so the device only follows the rounds
+    device = Device(tmp_path / "dev", SigningKeyPair.generate(), address, "pet", 650, HEAP_650).start()
+    publisher = paho.Client(paho.CallbackAPIVersion.VERSION2)
+    publisher.connect(*address)
+    publisher.loop_start()
+    try:
+        for raw, seen in ((rounds[0], "round a1a1a1a1 no task"), (rounds[1], "round b2b2b2b2 no task"),
+                          (rounds[0], "ignoring the parameters of an earlier round a1a1a1a1")):
+            publisher.publish("pet/round/params", raw, qos=1, retain=True).wait_for_publish(5)
+            wait_for(lambda: device.seen(seen) or device.proc.poll() is not None, timeout=30, what=seen)
+            assert device.proc.poll() is None, device.output()
+        assert sum(line.startswith("upet: round a1a1a1a1") for line in device.lines) == 1, device.output()
+    finally:
+        publisher.loop_stop()
+        publisher.disconnect()
+        device.kill()
+
+
 def test_digits_example_trains_on_its_shard(tmp_path):
     from firmware.examples.digits.make_shard import shard_bytes
     (tmp_path / "digits.bin").write_bytes(shard_bytes(0, 10))
