@@ -40,12 +40,9 @@ import json
 import os
 import shutil
 import signal
-import socket
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,6 +50,7 @@ sys.path.insert(0, str(ROOT))
 
 from pet.crypto import EncryptKeyPair, SigningKeyPair, next_round_seed, sha256  # noqa: E402
 from pet.sortition import Task, select_task  # noqa: E402
+from tools.demo import accepts, free_port, http_get  # noqa: E402
 
 KEY_LABEL = b"bench-latency"
 MASK_CONFIG = "W32/F32/b2/m10"
@@ -124,28 +122,6 @@ def choose_keys(devices: int, sums: int, seeds: list[bytes], sum_prob: float) ->
 
 
 # -- the site: broker, coordinator, gateway ---------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def http_get(url: str, timeout: float = 5.0) -> bytes | None:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as r:
-            return r.read()
-    except (OSError, urllib.error.URLError):
-        return None
-
-
-def accepts(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
 
 
 def cpu_seconds(pid: int) -> float | None:

@@ -38,7 +38,6 @@ import asyncio
 import importlib.util
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -69,6 +68,14 @@ TICKS = os.sysconf("SC_CLK_TCK")
 
 def progress(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
+
+
+def bench_load():
+    """bench/load.py, for its redis-server of our own (imported by path, like bench/coordinator.py)."""
+    spec = importlib.util.spec_from_file_location("bench_load", ROOT / "bench" / "load.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def bench_coordinator():
@@ -115,34 +122,6 @@ def http(url: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
 
 
 # -- processes ----------------------------------------------------------------------------------
-
-class Redis:
-    """A redis-server of our own on a free loopback port, without persistence."""
-
-    def __init__(self, workdir: Path):
-        exe = shutil.which("redis-server")
-        if exe is None:
-            raise SystemExit("redis-server is not installed (apt-get install redis-server)")
-        self.port = free_port()
-        self.proc = subprocess.Popen([exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                                      "--appendonly", "no", "--dir", str(workdir)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-
-        def up() -> bool:
-            if self.proc.poll() is not None:
-                raise RuntimeError("redis-server did not start")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
-                return True
-            except OSError:
-                return False
-        wait_until(up, 10, "redis-server")
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(10)
-
 
 class Coordinator:
     """`python -m coordinator --processes K` on Redis, for one Update phase of N messages."""
@@ -266,7 +245,7 @@ def refused(answers: list[tuple[int, bytes]], batch: int) -> list[str]:
 
 # -- one run --------------------------------------------------------------------------------------
 
-def run_once(workdir: Path, redis: Redis, processes: int, args, batch: int, floor_pk: bytes) -> dict:
+def run_once(workdir: Path, redis, processes: int, args, batch: int, floor_pk: bytes) -> dict:
     """One coordinator, one Update phase: msg/s and CPU seconds over the timed window."""
     c = Coordinator(workdir, redis.url, processes, args.weights, args.sums, args.warmup + args.messages,
                     args.threads)
@@ -309,7 +288,7 @@ def run_once(workdir: Path, redis: Redis, processes: int, args, batch: int, floo
 
 def measure(workdir: Path, args, batch: int) -> dict:
     floor_keys = EncryptKeyPair.generate()
-    redis = Redis(workdir)
+    redis = bench_load().RedisServer(workdir)
     best: dict[int, dict] = {}
     pairs = []  # the speed-up of each 1-process run and the 2-process run right after it
     try:
