@@ -39,7 +39,6 @@ import importlib.util
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -63,7 +62,6 @@ from pet.wire import LocalSeedDict, Message, RoundParameters, Sum, Update  # noq
 
 CONFIG = "W32/F32/b2/m12"  # the MCU profile with room for 4,096 updates in a round
 FLOOR_TARGET = 0.5
-TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def progress(text: str) -> None:
@@ -71,11 +69,15 @@ def progress(text: str) -> None:
 
 
 def bench_load():
-    """bench/load.py, for its redis-server of our own (imported by path, like bench/coordinator.py)."""
+    """bench/load.py, for its process helpers (imported by path, like bench/coordinator.py)."""
     spec = importlib.util.spec_from_file_location("bench_load", ROOT / "bench" / "load.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+_load = bench_load()
+free_port, cpu_seconds, RedisServer = _load.free_port, _load.cpu_seconds, _load.RedisServer
 
 
 def bench_coordinator():
@@ -89,12 +91,6 @@ def bench_coordinator():
 bc = bench_coordinator()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def wait_until(check, timeout: float, what: str):
     deadline = time.monotonic() + timeout
     while True:
@@ -104,12 +100,6 @@ def wait_until(check, timeout: float, what: str):
         if time.monotonic() > deadline:
             raise RuntimeError(f"timed out waiting for {what}")
         time.sleep(0.05)
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
 
 
 def http(url: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
@@ -288,7 +278,7 @@ def run_once(workdir: Path, redis, processes: int, args, batch: int, floor_pk: b
 
 def measure(workdir: Path, args, batch: int) -> dict:
     floor_keys = EncryptKeyPair.generate()
-    redis = bench_load().RedisServer(workdir)
+    redis = RedisServer(workdir)
     best: dict[int, dict] = {}
     pairs = []  # the speed-up of each 1-process run and the 2-process run right after it
     try:
