@@ -13,3 +13,20 @@ def __getattr__(name):
     import sys
     __import__("upet." + name)
     return sys.modules["upet." + name]
+
+
+def transient(name, function, *args):
+    """upet.<name>.<function>(*args), with the module loaded for this call only.
+
+    Code loaded from .mpy sits in the heap; a module used rarely (connecting,
+    starting a round) leaves it again after the call, except its interned
+    strings, which MicroPython never frees: about a third of its size. Objects
+    the call returns must not be of classes defined there, as they would keep it.
+    """
+    import sys
+    key = "upet." + name
+    try:
+        return getattr(__import__(key, None, None, (function,)), function)(*args)
+    finally:
+        sys.modules.pop(key, None)
+        globals().pop(name, None)
