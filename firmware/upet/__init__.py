@@ -25,8 +25,10 @@ def transient(name, function, *args):
     """
     import sys
     key = "upet." + name
+    resident = key in sys.modules  # imported for good elsewhere: left as it is
     try:
         return getattr(__import__(key, None, None, (function,)), function)(*args)
     finally:
-        sys.modules.pop(key, None)
-        globals().pop(name, None)
+        if not resident:
+            sys.modules.pop(key, None)
+            globals().pop(name, None)
