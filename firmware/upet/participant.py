@@ -19,32 +19,31 @@ its saved state serves the retained parameters of an earlier round for a while.
 Progress is saved after every step (upet.store): a reset resumes the round with the
 same keys, mask seed, weights and message id, so a resent chunk carries the bytes of
 the first one, and the coordinator answers what it already has with `duplicate`.
-Code size is heap on the Unix port: this module is kept small on purpose.
+Code size is heap on the Unix port: this module is kept small on purpose, and what runs
+only now and then loads for that call only (upet.transient): the start-up and resume
+(upet.boot), a round's sortition (upet.sortition), a global model arriving
+(upet.global_model) and a sum participant's seed column (upet.seeds).
 """
 
 # Long-lived buffers come before the code loads, as loading leaves the heap in small
 # pieces: the sealed message being sent (XayNet's default maximum size), masking scratch,
 # then the curve workspace (upet.x25519 allocates it as it loads).
 _BUF = bytearray(3912)
-_SCRATCH = bytearray(768)  # 64 weights in, 64 masked words out
+_SCRATCH = bytearray(768)  # 64 weights in, 64 masked words out; before that, sum dict entries
 from upet import x25519  # noqa: E402,F401
 
 import hashlib  # noqa: E402
 import json  # noqa: E402
-import os  # noqa: E402
 import struct  # noqa: E402
 import time  # noqa: E402
-import uctypes  # noqa: E402
-from array import array  # noqa: E402
 
-from upet import ed25519  # noqa: E402
-from upet.box import Sealer, seal_open_into  # noqa: E402
-from upet.mask import MaskAggregator, MaskConfig, Masker  # noqa: E402
+from upet import ed25519, transient  # noqa: E402
+from upet.box import Sealer  # noqa: E402
+from upet.mask import MaskConfig, Masker  # noqa: E402
 from upet.store import WEIGHTS, Store  # noqa: E402
 
 _TAG = {"sum": 1, "update": 2, "sum2": 3}
 _NEXT = {"sum": "sum2", "sum2": "awaiting", "update": "awaiting"}
-_SECRETS = ("params", "sum_sig", "update_sig", "ephm_sk", "mask_seed", "seal_sk")
 
 
 class RoundParams:
@@ -63,23 +62,6 @@ class RoundParams:
         self.model_length = struct.unpack_from("<Q", raw, 128)[0]
 
 
-def eligible(signature, prob):
-    """int_le(SHA-256(signature)) / (2^256 - 1) <= p, compared exactly with p = mant / 2^shift
-    from its f64 bytes; NaN and negative p are never eligible, p > 1 always."""
-    bits = int.from_bytes(prob, "little")
-    exp = (bits >> 52) & 0x7FF
-    mant = bits & ((1 << 52) - 1)
-    if exp == 0x7FF:  # infinity or NaN
-        return not mant and not bits >> 63
-    if bits >> 63 and (exp or mant):
-        return False
-    if exp:
-        mant |= 1 << 52
-    shift = 1075 - max(exp, 1)
-    h = int.from_bytes(hashlib.sha256(signature).digest(), "little")
-    return shift <= 0 or h << shift <= mant * ((1 << 256) - 1)
-
-
 def _ms():
     return time.ticks_ms()
 
@@ -89,53 +71,17 @@ class Participant:
     on_model(round_id, weights) gets each new global model, streamed into `model`."""
 
     def __init__(self, config=None, train=None, on_model=None, model=None, store=None, client=None, log=None):
-        self.store = store = store or Store()
-        self.config = c = config if config is not None else store.config()
         self.train, self.on_model, self.model = train, on_model, model
         self.log = log or (lambda *a: print("upet:", *a))
-        if c.get("table_rows"):  # Ed25519 fixed-base table: 864 bytes a row (default 4), fewer is slower
-            ed25519.set_table_rows(c["table_rows"])  # before the key check below builds the table
-        self.seed, self.pk = store.signing_key()
-        self.me = self.pk.hex()
-        self.prefix = c.get("prefix", "pet") + "/"
-        # payload bytes per message: max sealed size - header 136 - seal 48
-        self.max_payload = int(c.get("max_message_size") or 3912) - 184
-        self.ack_ms = int(c.get("ack_timeout", 30) * 1000)
-        self.client = client or self._client()
-        self.client.set_callback(self._on_message)
-        self._incoming = self.model_round = self._borrowed = None
         # every attribute from the start: the instance dict does not grow mid-round
+        self.store = self.config = self.seed = self.pk = self.me = self.prefix = self.client = None
+        self.max_payload = self.ack_ms = self.state = self.phase = self.sending = self.chunk = self.params = None
+        self._incoming = self.model_round = self._borrowed = None
         self._piece = self._at = self._pos = self._last = self._count = self._sent = self._wait = None
         self._left = []
-        size = 48 + 136 + self.max_payload
-        self._buf = _BUF if size <= len(_BUF) else bytearray(size)  # the sealed message being sent
-        s = store.load_round() or {}
-        for k in _SECRETS:
-            if s.get(k):
-                s[k] = bytes.fromhex(s[k])
-        self.state = s
-        self.phase, self.sending, self.chunk = s.get("phase", "awaiting"), s.get("sending"), s.get("chunk", 0)
-        self.params = RoundParams(s["params"]) if s.get("params") else None
-        if self.phase == "update" and self.sending and not store.exists(WEIGHTS):
-            self.phase = "awaiting"
-        if self.phase == "sum2":  # the global mask is not saved: build it again, send it from chunk 0
-            self.sending, self.chunk = False, 0
+        self._buf = _BUF  # the sealed message being sent
         self._reset()
-        if self.phase != "awaiting":
-            self.log("resuming", self.phase, "chunk", self.chunk)
-
-    def _client(self):
-        from upet.mqtt import MQTTClient
-        b = self.config["broker"]
-        ssl = None
-        if b.get("tls"):
-            ssl = {"server_hostname": b["host"]}
-            ca = self.store.read("ca.crt")
-            if ca:
-                ssl["cadata"] = ca
-        user = self.config.get("username") or self.me
-        return MQTTClient(user, b["host"], port=b.get("port", 8883 if ssl else 1883), user=user,
-                          password=self.config.get("password"), ssl_params=ssl)
+        transient("boot", "start", self, config, store or Store(), client)
 
     # -- MQTT in ---------------------------------------------------------------------------------
 
@@ -165,62 +111,20 @@ class Participant:
                 if ack.get("msg") == self._pending:
                     self._verdict = ack
             elif t == "model/global" and n >= 12:
-                self._read_model(r)
+                transient("global_model", "read", self, r)
             elif t == "round/sums" and n and self.phase == "update" and self._sums is None:
                 count = struct.unpack("<Q", r.read(8))[0]
-                if n == 8 + 80 * count:
-                    self._sums = [(e[8:40], e[48:80]) for e in (r.read(80) for _ in range(count))]
+                if n == 8 + 80 * count:  # entries of 80 bytes: 32 (u64), sum pk, 32 (u64), ephemeral pk
+                    sums, e = bytearray(64 * count), memoryview(_SCRATCH)[:80]
+                    for i in range(0, 64 * count, 64):
+                        r.readinto(e, 80)
+                        sums[i:i + 32], sums[i + 32:i + 64] = e[8:40], e[48:80]
+                    self._sums = sums  # sum pk || ephemeral pk, 64 bytes a sum participant
             elif t == "round/seeds/" + self.me and n and self.phase == "sum2" and not self.sending:
-                self._read_seeds(r)
+                transient("seeds", "read", self, r)
         except ValueError as e:
             self.log(t, "refused:", e)
         r.skip()
-
-    def _read_model(self, r):
-        round_id, n = struct.unpack("<QI", r.read(12))
-        if r.length != 12 + 4 * n or round_id == self.model_round or self._borrowed:
-            return
-        if self.model is None or len(self.model) != n:
-            self.model = None
-            self.model = array("f", range(n))  # one allocation of 4n bytes
-        mv = memoryview(uctypes.bytearray_at(uctypes.addressof(self.model), 4 * n))
-        for i in range(0, 4 * n, 256):
-            r.readinto(mv[i:i + 256], min(256, 4 * n - i))
-        self.model_round = round_id
-        if self.on_model:
-            self.on_model(round_id, self.model)
-
-    def _read_seeds(self, r):
-        """Open each mask seed of the own column and add its mask, entry by entry."""
-        count = struct.unpack("<Q", r.read(8))[0]
-        if self._agg or r.length != 8 + 128 * count:
-            return
-        p, sk = self.params, self.state["ephm_sk"]
-        pk = ed25519.x25519_base(sk)
-        agg = self._aggregator(p)
-        box = bytearray(128)
-        try:
-            for _ in range(count):
-                r.readinto(box, 128)
-                seal_open_into(memoryview(box)[48:], pk, sk)
-                agg.add_seed(box[96:])
-            self._agg = agg
-        except ValueError as e:
-            self.log("seed column refused:", e)
-            self._agg = False
-
-    def _aggregator(self, p):
-        """A MaskAggregator; with one 32-bit word per weight it adds up in the model array,
-        saving a second model-sized buffer: the global model refills the array later."""
-        n, m = p.model_length, self.model
-        if p.vect.word_bytes != 4 or m is None or len(m) != n:
-            return MaskAggregator(p.vect, n, p.unit)
-        agg = MaskAggregator(p.vect, 0, p.unit)
-        agg.length, agg.words = n, uctypes.bytearray_at(uctypes.addressof(m), 4 * n)
-        for i in range(n):
-            m[i] = 0.0  # all-zero bits
-        self._borrowed = True
-        return agg
 
     # -- state ---------------------------------------------------------------------------------------
 
@@ -273,22 +177,8 @@ class Participant:
         return self._update()
 
     def _new_round(self, raw):
-        if self.params is not None:
-            self._left = self._left[-3:] + [self.params.seed]  # the seeds of the last 4 rounds left
-        p = self.params = RoundParams(raw)
-        s = self.state = {"params": p.raw, "msg_id": struct.unpack("<H", os.urandom(2))[0]}
-        s["sum_sig"] = sig = ed25519.sign(self.seed, p.seed + b"sum")
-        if eligible(sig, p.sum_prob):
-            s["ephm_sk"] = os.urandom(32)
-            self.log("round", p.seed[:4].hex(), "task sum")
-            return self._enter("sum", True)
-        sig = ed25519.sign(self.seed, p.seed + b"update")
-        if eligible(sig, p.update_prob):
-            s["update_sig"], s["mask_seed"], s["seal_sk"] = sig, os.urandom(32), os.urandom(32)
-            self.log("round", p.seed[:4].hex(), "task update")
-            return self._enter("update")
-        self.log("round", p.seed[:4].hex(), "no task")
-        return self._enter("awaiting")
+        phase = transient("sortition", "new_round", self, raw)
+        return self._enter(phase, phase == "sum")
 
     def _update(self):
         if self._sums is None:
@@ -332,12 +222,13 @@ class Participant:
                 f.readinto(src[:4 * k])
                 m.mask_into(src[:4 * k], out)
                 yield out[:k * wb]
-        yield m.unit_bytes() + struct.pack(">I", 4 + 112 * len(self._sums))
+        yield m.unit_bytes() + struct.pack(">I", 4 + 112 * (len(self._sums) >> 6))
         sealer = Sealer(s["seal_sk"])
         e = bytearray(112)
-        for pk, ephm in self._sums:
-            e[:32], e[80:] = pk, s["mask_seed"]
-            sealer.seal_into(memoryview(e)[32:], ephm)
+        sums = memoryview(self._sums)
+        for i in range(0, len(sums), 64):
+            e[:32], e[80:] = sums[i:i + 32], s["mask_seed"]
+            sealer.seal_into(memoryview(e)[32:], sums[i + 32:i + 64])
             yield e
 
     def _read(self, out, skip=False):
@@ -358,7 +249,7 @@ class Participant:
         p, P = self.params, self.max_payload
         wb, ub = p.vect.word_bytes, p.unit.word_bytes
         total = {"sum": 96, "sum2": 76 + p.model_length * wb + ub}.get(
-            self.phase, 140 + p.model_length * wb + ub + 4 + 112 * len(self._sums or ()))
+            self.phase, 140 + p.model_length * wb + ub + 4 + 112 * (len(self._sums or b"") >> 6))
         multi = total > P
         size = P - 8 if multi else total
         start = self.chunk * size

@@ -4,6 +4,7 @@ Layout in the store's directory (the board's root by default):
 
   key          64 bytes: Ed25519 seed || public key (libsodium's layout, as
                pet-provision writes it); made from os.urandom on first boot
+               (upet.boot)
   config.json  broker, login, prefix, wifi, scalar (docs/raspberry-pi.md)
   round.json   the round in progress: phase, round parameters, signatures,
                ephemeral and mask seeds, message id, next chunk
@@ -63,31 +64,13 @@ class Store:
     def remove(self, name):
         _remove(self.path(name))
 
-    # -- key and config ---------------------------------------------------------------------------
-
-    def signing_key(self):
-        """(seed, pk): the provisioned key file, or a new key written on first boot."""
-        from upet.ed25519 import public_key
-        raw = self.read(KEY)
-        if raw is not None:
-            if len(raw) != 64:
-                raise ValueError("%s: expected 64 bytes (seed || public key), got %d" % (self.path(KEY), len(raw)))
-            seed, pk = raw[:32], raw[32:]
-            if public_key(seed) != pk:
-                raise ValueError("%s: the public key does not belong to the seed" % self.path(KEY))
-            return seed, pk
-        seed = os.urandom(32)
-        pk = public_key(seed)
-        self.write(KEY, seed + pk)
-        return seed, pk
+    # -- config and the round in progress ----------------------------------------------------
 
     def config(self):
         raw = self.read(CONFIG)
         if raw is None:
             raise ValueError("%s is missing: copy the config.json made by pet-provision" % self.path(CONFIG))
         return json.loads(raw)
-
-    # -- the round in progress --------------------------------------------------------------------
 
     def load_round(self):
         """The saved round as a dict of str -> str/int (bytes as hex), or None."""

@@ -1,0 +1,74 @@
+"""A participant's start (loaded through upet.transient, so this code leaves the heap once
+the participant runs): the signing key, the MQTT client and the round saved in flash.
+"""
+
+import os
+
+from upet import ed25519
+from upet.participant import RoundParams
+from upet.store import KEY, WEIGHTS
+
+_SECRETS = ("params", "sum_sig", "update_sig", "ephm_sk", "mask_seed", "seal_sk")
+
+
+def signing_key(store):
+    """(seed, pk): the provisioned key file, or a new key written on first boot."""
+    raw = store.read(KEY)
+    if raw is None:
+        seed = os.urandom(32)
+        pk = ed25519.public_key(seed)
+        store.write(KEY, seed + pk)
+        return seed, pk
+    if len(raw) != 64:
+        raise ValueError("%s: expected 64 bytes (seed || public key), got %d" % (store.path(KEY), len(raw)))
+    seed, pk = raw[:32], raw[32:]
+    if ed25519.public_key(seed) != pk:
+        raise ValueError("%s: the public key does not belong to the seed" % store.path(KEY))
+    return seed, pk
+
+
+def client(p):
+    """The MQTT client for the config's broker (TLS with the CA in ca.crt when configured)."""
+    from upet.mqtt import MQTTClient
+    b = p.config["broker"]
+    ssl = None
+    if b.get("tls"):
+        ssl = {"server_hostname": b["host"]}
+        ca = p.store.read("ca.crt")
+        if ca:
+            ssl["cadata"] = ca
+    user = p.config.get("username") or p.me
+    return MQTTClient(user, b["host"], port=b.get("port", 8883 if ssl else 1883), user=user,
+                      password=p.config.get("password"), ssl_params=ssl)
+
+
+def start(p, config, store, mqtt):
+    """Fills in participant p: config, key, client, buffers, and the saved round to resume."""
+    p.store = store
+    p.config = c = config if config is not None else store.config()
+    if c.get("table_rows"):  # Ed25519 fixed-base table: 864 bytes a row (default 4), fewer is slower
+        ed25519.set_table_rows(c["table_rows"])  # before the key check below builds the table
+    p.seed, p.pk = signing_key(store)
+    p.me = p.pk.hex()
+    p.prefix = c.get("prefix", "pet") + "/"
+    # payload bytes per message: max sealed size - header 136 - seal 48
+    p.max_payload = int(c.get("max_message_size") or 3912) - 184
+    p.ack_ms = int(c.get("ack_timeout", 30) * 1000)
+    p.client = mqtt or client(p)
+    p.client.set_callback(p._on_message)
+    size = 48 + 136 + p.max_payload
+    if size > len(p._buf):
+        p._buf = bytearray(size)
+    s = store.load_round() or {}
+    for k in _SECRETS:
+        if s.get(k):
+            s[k] = bytes.fromhex(s[k])
+    p.state = s
+    p.phase, p.sending, p.chunk = s.get("phase", "awaiting"), s.get("sending"), s.get("chunk", 0)
+    p.params = RoundParams(s["params"]) if s.get("params") else None
+    if p.phase == "update" and p.sending and not store.exists(WEIGHTS):
+        p.phase = "awaiting"
+    if p.phase == "sum2":  # the global mask is not saved: build it again, send it from chunk 0
+        p.sending, p.chunk = False, 0
+    if p.phase != "awaiting":
+        p.log("resuming", p.phase, "chunk", p.chunk)

@@ -1,0 +1,23 @@
+"""The global model of a round, streamed from its message into the app's array (loaded
+through upet.transient when one arrives): round id (u64), count (u32), then count float32.
+"""
+
+import struct
+import uctypes
+from array import array
+
+
+def read(p, reader):
+    """Reads it into p.model (a new array when the length changed) and hands it to p.on_model."""
+    round_id, n = struct.unpack("<QI", reader.read(12))
+    if reader.length != 12 + 4 * n or round_id == p.model_round or p._borrowed:
+        return
+    if p.model is None or len(p.model) != n:
+        p.model = None
+        p.model = array("f", range(n))  # one allocation of 4n bytes
+    mv = memoryview(uctypes.bytearray_at(uctypes.addressof(p.model), 4 * n))
+    for i in range(0, 4 * n, 256):
+        reader.readinto(mv[i:i + 256], min(256, 4 * n - i))
+    p.model_round = round_id
+    if p.on_model:
+        p.on_model(round_id, p.model)
