@@ -27,9 +27,12 @@ only now and then loads for that call only (upet.transient): the start-up and re
 
 # Long-lived buffers come before the code loads, as loading leaves the heap in small
 # pieces: the sealed message being sent (XayNet's default maximum size), masking scratch,
-# then the curve workspace (upet.x25519 allocates it as it loads).
+# then the curve workspace (upet.x25519 allocates it as it loads). The reserve keeps 4 KB
+# in one piece until start-up, for what needs larger pieces then: the Ed25519 table rows
+# (864 bytes each) and the MQTT client.
 _BUF = bytearray(3912)
 _SCRATCH = bytearray(768)  # 64 weights in, 64 masked words out; before that, sum dict entries
+_RESERVE = bytearray(4096)
 from upet import x25519  # noqa: E402,F401
 
 import hashlib  # noqa: E402
@@ -81,6 +84,8 @@ class Participant:
         self._left = []
         self._buf = _BUF  # the sealed message being sent
         self._reset()
+        global _RESERVE
+        _RESERVE = None
         transient("boot", "start", self, config, store or Store(), client)
 
     # -- MQTT in ---------------------------------------------------------------------------------
