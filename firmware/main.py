@@ -7,8 +7,9 @@ from upet.store import Store
 store = Store()
 config = store.config()
 board = Board(config.get("wifi"))
-if board.max_message_size and not config.get("max_message_size"):
-    config["max_message_size"] = board.max_message_size
+for key, value in (("max_message_size", board.max_message_size), ("table_rows", board.table_rows)):
+    if value and not config.get(key):  # the board's default, unless config.json says
+        config[key] = value
 board.ensure_network()
 
 import upet  # noqa: E402

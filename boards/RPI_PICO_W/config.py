@@ -12,3 +12,4 @@ WATCHDOG_MS = 0  # machine.WDT timeout; 0: none. The RP2 watchdog allows at most
 # opening a long seed column: enable it only for small fleets
 DEEP_SLEEP = False  # True: Board.sleep() deep-sleeps (the board resets and resumes from flash)
 MAX_MESSAGE_SIZE = 3912  # largest sealed message (config.json "max_message_size" overrides)
+TABLE_ROWS = 4  # Ed25519 fixed-base table rows, 864 bytes each (config.json "table_rows" overrides)

@@ -10,3 +10,4 @@ LED = None  # status LED: a pin for machine.Pin, or None
 WATCHDOG_MS = 0  # machine.WDT timeout; 0: no watchdog (a round step must finish within it)
 DEEP_SLEEP = False  # True: Board.sleep() deep-sleeps (the board resets and resumes from flash)
 MAX_MESSAGE_SIZE = 3912  # largest sealed message (config.json "max_message_size" overrides)
+TABLE_ROWS = 1  # Ed25519 fixed-base table rows (the code sits in the heap here: 1 row (864 bytes) instead of 4 (3.5 KB); config.json "table_rows" overrides)

@@ -29,6 +29,7 @@ class Board:
         self.wifi = wifi or {}
         self.wlan = self.led = self.wdt = None
         self.max_message_size = _opt("MAX_MESSAGE_SIZE", None)
+        self.table_rows = _opt("TABLE_ROWS", None)
         if machine is None:
             return
         pin = _opt("LED", None)
