@@ -43,11 +43,12 @@ n = {n}
 w = array("f", bytes(4 * n))
 with open({weights!r}, "rb") as f:
     f.readinto(w)
-out = bytearray(n * M.MaskConfig({config!r}).word_bytes)
+config = M.MaskConfig({config!r})
+out = bytearray(n * config.word_bytes)
 for scalar in {scalars!r}:
     best = None
     for _ in range({repeat}):
-        m = M.Masker({config!r}, {seed!r}, scalar)
+        m = M.Masker(config, {seed!r}, scalar)
         t = time.ticks_us()
         m.mask_into(w, out)
         dt = time.ticks_diff(time.ticks_us(), t)

@@ -16,13 +16,13 @@ MASK_CHECK = """
 import json
 from array import array
 from binascii import hexlify, unhexlify
-from upet import kernels, mask
+from upet import kernels, mask_objects
 k = kernels.load("chacha")
 print("kernels", k.__name__)
 c = json.load(open(VECTORS + "/masks.json"))["configs"][0]
 e = c["masked"][1]
 w = array("I", [int(b, 16) for b in c["weight_bits"]])
-got = mask.mask_object(unhexlify(c["config"]), unhexlify(c["mask_seed"]), e["scalar"], w)
+got = mask_objects.mask_object(unhexlify(c["config"]), unhexlify(c["mask_seed"]), e["scalar"], w)
 print("vector", hexlify(got).decode() == e["masked"])
 """
 
