@@ -73,21 +73,16 @@ class Store:
         return json.loads(raw)
 
     def load_round(self):
-        """The saved round as a dict of str -> str/int (bytes as hex), or None."""
-        raw = self.read(ROUND)
-        if not raw:
-            return None
+        """The saved round as a dict of str -> str/int (bytes as hex), or None (none saved, or
+        not JSON). Parsed from the file as it is read: no file-sized string in the heap."""
         try:
-            return json.loads(raw)
-        except ValueError:
+            with open(self.path(ROUND)) as f:
+                return json.load(f)
+        except (OSError, ValueError):
             return None
 
     def save_round(self, state):
         self._replace(ROUND, lambda f: json.dump(state, f))  # streamed: no state-sized string in the heap
-
-    def clear_round(self):
-        self.remove(ROUND)
-        self.remove(WEIGHTS)
 
     def exists(self, name):
         try:

@@ -50,10 +50,8 @@ config = json.load(open(DIR + "/config.json"))
 N = config["test_length"]
 weights = array("f", range(N))
 import hashlib, time
-import upet
-import upet.participant
+import upet  # as firmware/main.py: the participant's code (and its MQTT client) loads with it
 from upet.store import Store
-import upet.mqtt
 store = Store(DIR)
 
 def train(params):
