@@ -1,7 +1,9 @@
 """SHA-512 (FIPS 180-4), needed by Ed25519: the boards' hashlib has no SHA-512.
 
-The compression function is a kernel (`upet.kernels.load("sha512")`): viper
-with 64-bit words kept as pairs of 32-bit halves, or plain Python integers.
+`sha512(*parts)` hashes the concatenation of its arguments without joining
+them, so Ed25519 hashes a prefix and a message in place. The compression
+function is a kernel (`upet.kernels.load("sha512")`): viper with 64-bit words
+kept as pairs of 32-bit halves, or plain Python integers.
 """
 
 import array
@@ -10,82 +12,65 @@ from upet import kernels
 
 _k = kernels.load("sha512")
 
-
-def _roots(root, count):
-    """The first 64 bits of the fractional parts of the root-th roots of the
-    first `count` primes (the round constants and initial hash value), as
-    32-bit halves, high half first. Computed, so no table sits in the code."""
-    out = array.array("I")
-    p = 1
-    while len(out) < 2 * count:
-        p += 1
-        q = 2
-        while q * q <= p and p % q:
-            q += 1
-        if q * q > p:
-            n = p << (64 * root)
-            x = 1 << 67  # above the root for every prime up to 512
+# The round constants and the initial hash value: the first 64 bits of the
+# fractional parts of the cube roots of the first 80 primes and of the square
+# roots of the first 8, as 32-bit halves, high half first. Computed here, at
+# the top level, whose code leaves the heap once the module is loaded. The
+# kernel reads the constants from _KW[0:160] and keeps the message schedule in
+# _KW[160:320]: one shared scratch, as hashing never interleaves.
+_KW = array.array("I", bytes(1280))
+_IV = array.array("I", bytes(64))
+for _root, _out, _count in ((3, _KW, 160), (2, _IV, 16)):
+    _p = 1
+    _i = 0
+    while _i < _count:
+        _p += 1
+        _q = 2
+        while _q * _q <= _p and _p % _q:
+            _q += 1
+        if _q * _q > _p:  # a prime
+            _n = _p << (64 * _root)
+            _x = 1 << 67  # above the root for every prime up to 512
             while True:  # Newton's method from above ends on the integer root
-                y = ((root - 1) * x + n // x ** (root - 1)) // root
-                if y >= x:
+                _y = ((_root - 1) * _x + _n // _x ** (_root - 1)) // _root
+                if _y >= _x:
                     break
-                x = y
-            out.append((x >> 32) & 0xFFFFFFFF)
-            out.append(x & 0xFFFFFFFF)
-    return out
+                _x = _y
+            _out[_i] = (_x >> 32) & 0xFFFFFFFF
+            _out[_i + 1] = _x & 0xFFFFFFFF
+            _i += 2
+del _root, _out, _count, _p, _i, _q, _n, _x, _y
 
 
-# The kernels read the round constants from [0:160] and keep the message
-# schedule in [160:320]: one shared scratch, as hashing never interleaves.
-_KW = _roots(3, 80)
-_KW.extend(array.array("I", bytes(640)))
-_IV = _roots(2, 8)
-
-
-class SHA512:
-    """Streaming SHA-512: update() any number of times, then digest() once or more."""
-
-    def __init__(self, data=b""):
-        self._h = array.array("I", _IV)  # 8 words as 16 halves, high half first
-        self._buf = bytearray(128)
-        self._fill = 0
-        self._length = 0
-        if data:
-            self.update(data)
-
-    def update(self, data):
+def sha512(*parts):
+    """The SHA-512 digest of the concatenation of parts (bytes, bytearrays or memoryviews)."""
+    h = array.array("I", _IV)  # 8 words as 16 halves, high half first
+    block = bytearray(256)  # a block being filled; then the padding, one block or two
+    fill = 0
+    length = 0
+    for data in parts:
         mv = memoryview(data)
         n = len(mv)
-        self._length += n
+        length += n
         i = 0
-        if self._fill:
-            take = min(128 - self._fill, n)
-            self._buf[self._fill:self._fill + take] = mv[:take]
-            self._fill += take
-            i = take
-            if self._fill < 128:
-                return
-            _k.compress(self._h, _KW, self._buf)
-            self._fill = 0
-        while n - i >= 128:
-            _k.compress(self._h, _KW, mv[i:i + 128])
-            i += 128
-        if i < n:
-            self._buf[:n - i] = mv[i:]
-            self._fill = n - i
-
-    def digest(self):
-        h = array.array("I", self._h)
-        fill = self._fill
-        pad = bytearray(256 if fill >= 112 else 128)
-        pad[:fill] = self._buf[:fill]
-        pad[fill] = 0x80
-        pad[-16:] = (self._length * 8).to_bytes(16, "big")
-        _k.compress(h, _KW, pad)
-        if len(pad) == 256:
-            _k.compress(h, _KW, memoryview(pad)[128:])
-        return struct.pack(">16I", *h)
-
-
-def sha512(data):
-    return SHA512(data).digest()
+        while i < n:
+            if not fill and n - i >= 128:  # whole blocks straight from the data
+                _k.compress(h, _KW, mv[i:i + 128])
+                i += 128
+                continue
+            take = min(128 - fill, n - i)
+            block[fill:fill + take] = mv[i:i + take]
+            fill += take
+            i += take
+            if fill == 128:
+                _k.compress(h, _KW, block)
+                fill = 0
+    end = 256 if fill >= 112 else 128
+    block[fill] = 0x80
+    for i in range(fill + 1, end - 16):
+        block[i] = 0
+    block[end - 16:end] = (length * 8).to_bytes(16, "big")
+    _k.compress(h, _KW, block)
+    if end == 256:
+        _k.compress(h, _KW, memoryview(block)[128:])
+    return struct.pack(">16I", *h)

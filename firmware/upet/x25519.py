@@ -18,38 +18,33 @@ from upet import kernels
 f = kernels.load("f25519")
 
 ONE = b"\x01" + bytes(31)
-_NINE = b"\x09" + bytes(31)
-_ZERO = bytes(32)
 
 # Slots 0-2 are the machine's scratch; 3-8 belong to the exponentiations,
 # which Ed25519 shares: z in 3, the result in 4, temporaries 5-8.
-Z, R = 3, 4
-# 3 ^ (2^250 - 1) in 6, and 3 ^ 11 in 5
-_POW = (b"\x01\x05\x03\x00"  # SQR T0 Z
-        b"\x05\x06\x05\x02"  # SQRN T1 T0 2
-        b"\x00\x06\x06\x03"  # MUL T1 T1 Z         z^9
-        b"\x00\x05\x05\x06"  # MUL T0 T0 T1        z^11
-        b"\x01\x07\x05\x00"  # SQR T2 T0
-        b"\x00\x06\x07\x06"  # MUL T1 T2 T1        z^(2^5 - 1)
-        b"\x05\x07\x06\x05"  # SQRN T2 T1 5
-        b"\x00\x06\x07\x06"  # MUL T1 T2 T1        z^(2^10 - 1)
-        b"\x05\x07\x06\x0a"  # SQRN T2 T1 10
-        b"\x00\x07\x07\x06"  # MUL T2 T2 T1        z^(2^20 - 1)
-        b"\x05\x08\x07\x14"  # SQRN T3 T2 20
-        b"\x00\x07\x08\x07"  # MUL T2 T3 T2        z^(2^40 - 1)
-        b"\x05\x07\x07\x0a"  # SQRN T2 T2 10
-        b"\x00\x06\x07\x06"  # MUL T1 T2 T1        z^(2^50 - 1)
-        b"\x05\x07\x06\x32"  # SQRN T2 T1 50
-        b"\x00\x07\x07\x06"  # MUL T2 T2 T1        z^(2^100 - 1)
-        b"\x05\x08\x07\x64"  # SQRN T3 T2 100
-        b"\x00\x07\x08\x07"  # MUL T2 T3 T2        z^(2^200 - 1)
-        b"\x05\x07\x07\x32"  # SQRN T2 T2 50
-        b"\x00\x06\x07\x06")  # MUL T1 T2 T1       z^(2^250 - 1)
-INV = _POW + (b"\x05\x06\x06\x05"  # SQRN T1 T1 5
-              b"\x00\x04\x06\x05")  # MUL R T1 T0  R = Z^(2^255 - 21) = 1/Z
-POW58 = _POW + (b"\x05\x06\x06\x02"  # SQRN T1 T1 2
-                b"\x00\x04\x06\x03")  # MUL R T1 Z  R = Z^(2^252 - 3) = Z^((p-5)/8)
-del _POW
+# INV: 4 = 1/3 = 3^(2^255 - 21), through 6 = 3^(2^250 - 1) and 5 = 3^11
+# (upet.ed25519_verify replaces its last two ops to get 3^((p-5)/8)).
+INV = (b"\x01\x05\x03\x00"  # SQR T0 Z
+       b"\x05\x06\x05\x02"  # SQRN T1 T0 2
+       b"\x00\x06\x06\x03"  # MUL T1 T1 Z         z^9
+       b"\x00\x05\x05\x06"  # MUL T0 T0 T1        z^11
+       b"\x01\x07\x05\x00"  # SQR T2 T0
+       b"\x00\x06\x07\x06"  # MUL T1 T2 T1        z^(2^5 - 1)
+       b"\x05\x07\x06\x05"  # SQRN T2 T1 5
+       b"\x00\x06\x07\x06"  # MUL T1 T2 T1        z^(2^10 - 1)
+       b"\x05\x07\x06\x0a"  # SQRN T2 T1 10
+       b"\x00\x07\x07\x06"  # MUL T2 T2 T1        z^(2^20 - 1)
+       b"\x05\x08\x07\x14"  # SQRN T3 T2 20
+       b"\x00\x07\x08\x07"  # MUL T2 T3 T2        z^(2^40 - 1)
+       b"\x05\x07\x07\x0a"  # SQRN T2 T2 10
+       b"\x00\x06\x07\x06"  # MUL T1 T2 T1        z^(2^50 - 1)
+       b"\x05\x07\x06\x32"  # SQRN T2 T1 50
+       b"\x00\x07\x07\x06"  # MUL T2 T2 T1        z^(2^100 - 1)
+       b"\x05\x08\x07\x64"  # SQRN T3 T2 100
+       b"\x00\x07\x08\x07"  # MUL T2 T3 T2        z^(2^200 - 1)
+       b"\x05\x07\x07\x32"  # SQRN T2 T2 50
+       b"\x00\x06\x07\x06"  # MUL T1 T2 T1        z^(2^250 - 1)
+       b"\x05\x06\x06\x05"  # SQRN T1 T1 5
+       b"\x00\x04\x06\x05")  # MUL R T1 T0         R = Z^(2^255 - 21) = 1/Z
 
 # Ladder slots: 9 u, 10 x2, 11 z2, 12 x3, 13 z3, then 14 A, 15 B, 16 C, 17 D,
 # 18 AA, 19 BB, 20 E, 21 DA, 22 CB, 23 T.
@@ -116,7 +111,7 @@ def x25519(scalar, u):
     ws = workspace(_NSLOTS)
     f.put(ws, _U, u)
     f.put(ws, _X2, ONE)
-    f.put(ws, _X2 + 1, _ZERO)  # z2; the workspace is shared, so nothing is zero to begin with
+    f.put(ws, _X2 + 1, bytes(32))  # z2; the workspace is shared, so nothing is zero to begin with
     f.put(ws, _X3, u)
     f.put(ws, _Z3, ONE)
     step0, step1 = _STEPS
@@ -136,4 +131,4 @@ def x25519_base(scalar):
     ed25519 = sys.modules.get("upet.ed25519")
     if ed25519 is not None:
         return ed25519.x25519_base(scalar)
-    return x25519(scalar, _NINE)
+    return x25519(scalar, b"\x09" + bytes(31))
