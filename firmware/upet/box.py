@@ -131,7 +131,7 @@ def secretbox_into(box, nonce, key, opening):
         for i in range(16):  # no early exit: timing does not tell where the tags differ
             d |= tag[i] ^ box[i]
         if d:
-            raise ValueError("box does not authenticate: wrong key or altered bytes")
+            raise ValueError("box does not authenticate")
         _salsa.xor(s, box, 16, n, 32)
     else:
         box[0:16] = tag
@@ -142,7 +142,7 @@ def _box_into(buf, sk, pk, nonce, opening):
     all-zero shared secret (a low-order pk) is refused, as libsodium does."""
     shared = x25519(sk, pk)
     if not any(shared):
-        raise ValueError("public key of low order: no shared secret")
+        raise ValueError("public key of low order")
     secretbox_into(memoryview(buf)[32:], nonce, hsalsa20(shared, bytes(16)), opening)
 
 
@@ -168,7 +168,7 @@ class Sealer:
         if len(pk) != 32 or len(buf) < 48:
             raise ValueError("keys are 32 bytes, a sealed box at least 48")
         if pk in self._sealed:
-            raise ValueError("already sealed to this recipient with this ephemeral key")
+            raise ValueError("already sealed to this recipient")
         _box_into(buf, self._sk, pk, blake2b(self.public_key + pk, 24), False)
         self._sealed.add(pk)
         buf[0:32] = self.public_key

@@ -22,7 +22,8 @@ from upet.sha512 import sha512
 f = _x.f
 run = _x.run
 
-L = (1 << 252) + 27742317777372353535851937790883648493  # order of B
+# the order of B, 2^252 + 27742317777372353535851937790883648493, as one constant
+L = 7237005577332262213973186563042994240857116359379907606001950938285454250989
 
 # Slots (3-8 are the exponentiations', see upet.x25519; 9-13 hold the curve
 # constants that upet.ed25519_table puts there): 14-17 the point
@@ -59,9 +60,9 @@ MSUB = (MADD[:4] + b"\x00\x16\x16\x12"  # MUL TA TA NP
         + MADD[16:28] + b"\x02\x1b\x19\x18"  # ADD TF TD TC
         b"\x03\x1c\x19\x18"  # SUB TG TD TC
         + MADD[36:])
-# P = 16P, then T for an addition. 2P: A = X^2, B = Y^2, C = 2 Z^2, and the
-# negated -H = A + B, -E = A + B - (X + Y)^2, -G = A - B, -F = C - G give
-# X = EF, Y = GH, Z = FG
+# P = 16P, then T for an addition: programs to run one after another.
+# 2P: A = X^2, B = Y^2, C = 2 Z^2, and the negated -H = A + B,
+# -E = A + B - (X + Y)^2, -G = A - B, -F = C - G give X = EF, Y = GH, Z = FG
 DBL4 = (b"\x01\x16\x0e\x00"  # SQR TA PX
         b"\x01\x17\x0f\x00"  # SQR TB PY
         b"\x01\x18\x10\x00"  # SQR TC PZ
@@ -74,21 +75,17 @@ DBL4 = (b"\x01\x16\x0e\x00"  # SQR TA PX
         b"\x02\x1b\x18\x1c"  # ADD TF TC TG
         b"\x00\x0e\x1a\x1b"  # MUL PX TE TF
         b"\x00\x0f\x1c\x1d"  # MUL PY TG TH
-        b"\x00\x10\x1b\x1c") * 4 + b"\x00\x11\x1a\x1d"  # MUL PT TE TH
-# x = X/Z in TB, y = Y/Z in TC
-AFFINE = (b"\x06\x03\x10\x00"  # COPY Z PZ
-          + _x.INV +
+        b"\x00\x10\x1b\x1c",) * 4 + (b"\x00\x11\x1a\x1d",)  # MUL PT TE TH
+# x = X/Z in TB, y = Y/Z in TC: programs to run one after another (INV is
+# not copied into each program that needs it)
+AFFINE = (b"\x06\x03\x10\x00",  # COPY Z PZ
+          _x.INV,  # R = 1/Z
           b"\x00\x17\x0e\x04"  # MUL TB PX R
           b"\x00\x18\x0f\x04")  # MUL TC PY R
-# the Montgomery u = (Z + Y) / (Z - Y) in TB
-_TO_U = (b"\x03\x03\x10\x0f"  # SUB Z PZ PY
-         + _x.INV +
-         b"\x02\x17\x10\x0f"  # ADD TB PZ PY
-         b"\x00\x17\x17\x04")  # MUL TB TB R
 
 _rows = 4
 _table = None
-_last = None  # (SHA-512 of a seed, its public key): the key pair signed with last
+_last = None  # (SHA-512 of a seed, its public key): the key pair of the last seed
 
 
 def set_table_rows(rows):
@@ -138,7 +135,7 @@ def _base_mul(k):
     n = len(MADD) >> 2
     for r in range(span - 1, -1, -1):
         if r != span - 1:
-            run(ws, DBL4)
+            run(ws, *DBL4)
         for i in range(rows):
             d = e[span * i + r]
             load(ws, _NP, table[i], d if d >= 0 else -d)
@@ -148,7 +145,7 @@ def _base_mul(k):
 
 def encode(ws):
     """The 32-byte encoding of P: y with the parity of x in bit 255."""
-    run(ws, AFFINE)
+    run(ws, *AFFINE)
     y = bytearray(f.get(ws, _TC))
     y[31] |= (f.get(ws, _TB)[0] & 1) << 7
     return bytes(y)
@@ -161,36 +158,36 @@ def _clamp(k):
     return k
 
 
-def _key(seed):
-    """(SHA-512 of seed, public key), remembered for the last seed, since a
-    participant signs all its messages with one key. The secret scalar is the
-    clamped first half of the hash, the nonce prefix its second."""
+def public_key(seed):
+    """The Ed25519 public key of a 32-byte seed.
+
+    It is remembered with the seed's SHA-512 (the secret scalar is the clamped
+    first half of the hash, the nonce prefix its second), since a participant
+    signs all its messages with one key."""
     global _last
     if len(seed) != 32:
         raise ValueError("Ed25519 seeds are 32 bytes")
     h = sha512(seed)
     if _last is None or _last[0] != h:
         _last = (h, encode(_base_mul(_clamp(h))))
-    return _last
-
-
-def public_key(seed):
-    """The Ed25519 public key of a 32-byte seed."""
-    return _key(seed)[1]
+    return _last[1]
 
 
 def x25519_base(scalar):
     """clamp(scalar) * 9 on Curve25519, via [k]B and u = (1 + y) / (1 - y)."""
     if len(scalar) != 32:
-        raise ValueError("X25519 takes a 32-byte scalar")
+        raise ValueError("X25519 takes a 32-byte scalar and a 32-byte u-coordinate")
     ws = _base_mul(_clamp(scalar))
-    run(ws, _TO_U)
+    run(ws, b"\x03\x03\x10\x0f", _x.INV,  # SUB Z PZ PY, R = 1/Z,
+        b"\x02\x17\x10\x0f"  # ADD TB PZ PY
+        b"\x00\x17\x17\x04")  # MUL TB TB R: the Montgomery u = (Z + Y) / (Z - Y)
     return f.get(ws, _TB)
 
 
 def sign(seed, msg):
     """The 64-byte RFC 8032 signature R || S of msg by the key of a 32-byte seed."""
-    h, pk = _key(seed)
+    pk = public_key(seed)
+    h = _last[0]
     r = int.from_bytes(sha512(h[32:], msg), "little") % L
     R = encode(_base_mul(r.to_bytes(32, "little")))
     k = int.from_bytes(sha512(R, pk, msg), "little") % L

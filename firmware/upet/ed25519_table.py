@@ -21,7 +21,7 @@ _BY = b"\x58" + b"\x66" * 31
 
 # Slots (see upet.ed25519): 9 2d, 10 d, 11 sqrt(-1), 12 one, 13 zero;
 # 14-17 the point P, 18-21 the operand N, 22-29 temporaries TA-TH; from 30,
-# 8 cached points (here 1B..8B of a row, in verification multiples of -A).
+# in verification, 8 cached multiples of -A.
 _PX = const(14)
 _PY = const(15)
 _PZ = const(16)
@@ -42,7 +42,7 @@ SET_T = b"\x00\x11\x0e\x0f"  # MUL PT PX PY
 _NIELS = AFFINE + (b"\x02\x19\x18\x17"  # ADD TD TC TB
                    b"\x03\x1a\x18\x17"  # SUB TE TC TB
                    b"\x00\x1b\x17\x18"  # MUL TF TB TC
-                   b"\x00\x1b\x1b\x09")  # MUL TF TF D2
+                   b"\x00\x1b\x1b\x09",)  # MUL TF TF D2
 
 
 def copy4(dst, src):
@@ -75,22 +75,23 @@ def build(rows):
     identity, then m * 16^(64/rows * i) * B for m = 1..8, each as
     (y + x, y - x, 2dxy); rows are separate so no large block is needed."""
     table = []
-    ws = constants(AT + 4)
+    ws = constants(AT)
     set_point(ws, _BX, _BY)
-    keep = copy4(AT, _PX) + CACHE
+    # the first point of a row waits in slots 10-13: only 2d is needed here
+    keep = copy4(10, _PX) + CACHE
     for i in range(rows):
         for _ in range(64 // rows if i else 0):
-            run(ws, DBL4)
+            run(ws, *DBL4)
         run(ws, keep)
         row = bytearray(96 * 9)
         row[0:32] = row[32:64] = ONE
         for m in range(1, 9):
             if m > 1:
                 run(ws, CADD)
-            run(ws, _NIELS)
+            run(ws, *_NIELS)
             row[96 * m:96 * m + 32] = f.get(ws, _TD)
             row[96 * m + 32:96 * m + 64] = f.get(ws, _TE)
             row[96 * m + 64:96 * m + 96] = f.get(ws, _TF)
-        run(ws, copy4(_PX, AT))
+        run(ws, copy4(_PX, 10))
         table.append(row)
     return table

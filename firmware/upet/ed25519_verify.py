@@ -96,7 +96,7 @@ def verify(pk, msg, sig):
     set_point(ws, bytes(32), ONE)
     for i in range(63, -1, -1):
         if i != 63:
-            run(ws, DBL4)
+            run(ws, *DBL4)
         d = ek[i]
         if d:
             run(ws, to_n[abs(d) - 1] + (CADD if d > 0 else CSUB))

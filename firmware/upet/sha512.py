@@ -12,34 +12,40 @@ from upet import kernels
 
 _k = kernels.load("sha512")
 
-# The round constants and the initial hash value: the first 64 bits of the
-# fractional parts of the cube roots of the first 80 primes and of the square
-# roots of the first 8, as 32-bit halves, high half first. Computed here, at
-# the top level, whose code leaves the heap once the module is loaded. The
-# kernel reads the constants from _KW[0:160] and keeps the message schedule in
-# _KW[160:320]: one shared scratch, as hashing never interleaves.
-_KW = array.array("I", bytes(1280))
-_IV = array.array("I", bytes(64))
-for _root, _out, _count in ((3, _KW, 160), (2, _IV, 16)):
-    _p = 1
-    _i = 0
-    while _i < _count:
-        _p += 1
-        _q = 2
-        while _q * _q <= _p and _p % _q:
-            _q += 1
-        if _q * _q > _p:  # a prime
-            _n = _p << (64 * _root)
-            _x = 1 << 67  # above the root for every prime up to 512
+
+def _roots(root, count, words):
+    """The first 64 bits of the fractional parts of the root-th roots of the
+    first `count` primes (the round constants and initial hash value), as
+    32-bit halves, high half first, at the start of `words` zero words.
+    Computed, so no table sits in the code; run as the module loads and then
+    dropped, so neither does this code."""
+    out = array.array("I", bytes(4 * words))
+    p = 1
+    i = 0
+    while i < 2 * count:
+        p += 1
+        q = 2
+        while q * q <= p and p % q:
+            q += 1
+        if q * q > p:  # a prime
+            n = p << (64 * root)
+            x = 1 << 67  # above the root for every prime up to 512
             while True:  # Newton's method from above ends on the integer root
-                _y = ((_root - 1) * _x + _n // _x ** (_root - 1)) // _root
-                if _y >= _x:
+                y = ((root - 1) * x + n // x ** (root - 1)) // root
+                if y >= x:
                     break
-                _x = _y
-            _out[_i] = (_x >> 32) & 0xFFFFFFFF
-            _out[_i + 1] = _x & 0xFFFFFFFF
-            _i += 2
-del _root, _out, _count, _p, _i, _q, _n, _x, _y
+                x = y
+            out[i] = (x >> 32) & 0xFFFFFFFF
+            out[i + 1] = x & 0xFFFFFFFF
+            i += 2
+    return out
+
+
+# The kernels read the round constants from [0:160] and keep the message
+# schedule in [160:320]: one shared scratch, as hashing never interleaves.
+_KW = _roots(3, 80, 320)
+_IV = _roots(2, 8, 16)
+del _roots
 
 
 def sha512(*parts):

@@ -71,24 +71,22 @@ _STEP = (b"\x02\x0e\x0a\x0b"  # ADD A X2 Z2
          b"\x04\x17\x14\x00"  # MULK T E
          b"\x02\x17\x17\x13"  # ADD T T BB
          b"\x00\x0b\x14\x17")  # MUL Z2 E T         z2 = E (BB + 121666 E)
-_SWAPPED = bytearray(_STEP)
-for _i in range(len(_SWAPPED)):
-    if _i & 3 and 10 <= _SWAPPED[_i] <= 13:  # x2 <-> x3, z2 <-> z3
-        _SWAPPED[_i] ^= 6
-_STEPS = (_STEP, bytes(_SWAPPED))
-del _STEP, _SWAPPED, _i
-_FINISH = b"\x06\x03\x0b\x00" + INV + b"\x00\x0a\x0a\x04"  # COPY Z Z2, INV, MUL X2 X2 R
+_STEPS = (_STEP, bytes(b ^ 6 if i & 3 and 10 <= b <= 13 else b  # x2 <-> x3, z2 <-> z3
+                       for i, b in enumerate(_STEP)))
+del _STEP
 
 
-def run(ws, prog):
-    f.run(ws, prog, len(prog) >> 2)
+def run(ws, *progs):
+    """Run the programs on the workspace, one after another."""
+    for prog in progs:
+        f.run(ws, prog, len(prog) >> 2)
 
 
 # The one workspace X25519 and Ed25519 share, allocated when this module loads, while the
 # heap is still in large pieces, and kept: fresh 1 KB blocks per operation would fragment
-# a small heap. 34 slots is what Ed25519 signing needs (it builds its fixed-base table in
-# slots up to 33); only verification asks for more.
-_ws_slots = 34
+# a small heap. 30 slots is what Ed25519 signing and building its fixed-base table need;
+# only verification asks for more.
+_ws_slots = 30
 _ws = f.new(_ws_slots)
 
 
@@ -119,7 +117,7 @@ def x25519(scalar, u):
     fr = f.run
     for i in range(254, -1, -1):
         fr(ws, step1 if (k[i >> 3] >> (i & 7)) & 1 else step0, n)
-    run(ws, _FINISH)
+    run(ws, b"\x06\x03\x0b\x00", INV, b"\x00\x0a\x0a\x04")  # COPY Z Z2, R = 1/Z, MUL X2 X2 R
     return f.get(ws, _X2)
 
 
