@@ -1,106 +1,149 @@
-"""crypto_secretbox and sealed boxes (crypto_box_seal) as libsodium lays them out.
+"""Sealed boxes (libsodium's crypto_box_seal) in place, with the primitives they need.
 
-A secretbox is XSalsa20-Poly1305 with the 16-byte tag in front: the one-time
-Poly1305 key is the first 32 bytes of the XSalsa20 keystream, the message is
-XORed with the keystream from byte 32 on. A sealed box is eph_pk (32) || tag
-(16) || ciphertext, keyed by crypto_box_beforenm(X25519(eph_sk, pk)) with nonce
-BLAKE2b-192(eph_pk || pk). `Sealer` keeps one ephemeral key for many
-recipients: its public key is computed once, each further recipient costs one
-scalar multiplication. The `_into` functions work in place on a caller's
-buffer, so a message costs no second copy of itself.
+A sealed box to pk is eph_pk (32) || tag (16) || ciphertext: the secretbox of
+the message under crypto_box_beforenm(X25519(eph_sk, pk)) = HSalsa20 of the
+shared secret (zero nonce), with the nonce BLAKE2b-192(eph_pk || pk). A
+secretbox (XSalsa20-Poly1305) is the 16-byte tag, then the message XORed with
+the XSalsa20 keystream from byte 32 on; the tag is the Poly1305 tag of the
+ciphertext under the keystream's first 32 bytes.
+
+`Sealer` keeps one ephemeral key for many recipients: its public key is
+computed once, each further recipient costs one scalar multiplication. Both
+directions work in place on the caller's buffer, so a message costs no second
+copy of itself. upet.crypto adds the forms that return new bytes.
+
+Kernels (upet/native/<name>.py, or the Python fallback): `salsa` XORs the
+keystream on a 128-byte state, the 16-word Salsa20 input (constants, key,
+nonce, 64-bit block counter, little-endian words) then one block of
+keystream, through ptr32 in the byte order of the board (all the supported
+ones are little-endian); `poly1305` absorbs blocks into a state of 10-limb
+h, r and 5 r; `blake2b` is the compression function (on boards, 64-bit words
+in plain Python are big integers).
 """
 
 import os
+import struct
 
-from upet.blake2b import blake2b
-from upet.poly1305 import Poly1305, equal
-from upet.salsa import XSalsa20, hsalsa20
+from upet import kernels
 from upet.x25519 import x25519, x25519_base
 
-KEYBYTES = 32
-NONCEBYTES = 24
-MACBYTES = 16
-SEALBYTES = 48  # ephemeral public key (32) + Poly1305 tag (16)
-_ZERO16 = bytes(16)
+_salsa = kernels.load("salsa")
+_poly = kernels.load("poly1305")
+_blake = kernels.load("blake2b")
+_SIGMA = b"expand 32-byte k"  # Salsa20's constants, words 0, 5, 10, 15
+_IV = (b"\x08\xc9\xbc\xf3\x67\xe6\x09\x6a\x3b\xa7\xca\x84\x85\xae\x67\xbb"  # BLAKE2b's, 8 little-endian words
+       b"\x2b\xf8\x94\xfe\x72\xf3\x6e\x3c\xf1\x36\x1d\x5f\x3a\xf5\x4f\xa5"
+       b"\xd1\x82\xe6\xad\x7f\x52\x0e\x51\x1f\x6c\x3e\x2b\x8c\x68\x05\x9b"
+       b"\x6b\xbd\x41\xfb\xab\xd9\x83\x1f\x79\x21\x7e\x13\x19\xcd\xe0\x5b")
 
 
-def beforenm(shared):
-    """crypto_box_beforenm: the secretbox key for an X25519 shared secret (HSalsa20, zero nonce)."""
-    return hsalsa20(shared, _ZERO16)
+def salsa_state(key, nonce16):
+    """The Salsa20 input for a 32-byte key with words 6..9 (nonce and counter) set to nonce16."""
+    s = bytearray(128)
+    for i in range(4):
+        s[20 * i:20 * i + 4] = _SIGMA[4 * i:4 * i + 4]
+    s[4:20] = key[0:16]
+    s[24:40] = nonce16
+    s[44:60] = key[16:32]
+    return s
 
 
-def _start(key, nonce):
-    """The keystream positioned at the message, and the MAC keyed with the keystream's first 32 bytes."""
-    if len(key) != KEYBYTES or len(nonce) != NONCEBYTES:
-        raise ValueError("secretbox needs a 32-byte key and a 24-byte nonce")
-    stream = XSalsa20(key, nonce)
-    otk = bytearray(32)
-    stream.xor(otk)
-    return stream, Poly1305(otk)
+def hsalsa20(key, nonce16):
+    """HSalsa20: words 0, 5, 10, 15, 6, 7, 8, 9 of the Salsa20 rounds, without the final addition.
 
-
-def seal_into(buf, off, n, nonce, key):
-    """crypto_secretbox_easy in place: the n message bytes at buf[off+16:] become ciphertext.
-
-    The tag goes to buf[off:off+16].
+    The kernel adds the input back (as a stream block does), so it is
+    subtracted again here; the input words there are the constants and the nonce.
     """
-    stream, mac = _start(key, nonce)
-    stream.xor(buf, off + MACBYTES, n)
-    mac.update(buf, off + MACBYTES, n)
-    buf[off:off + MACBYTES] = mac.digest()
+    z = bytearray(64)
+    _salsa.xor(salsa_state(key, nonce16), z, 0, 64, 0)  # XOR onto zeros: the block itself
+    x = struct.unpack("<8I", _SIGMA + bytes(nonce16))
+    for j in range(8):
+        i = 4 * b"\x00\x05\x0a\x0f\x06\x07\x08\x09"[j]
+        struct.pack_into("<I", z, 4 * j, (struct.unpack_from("<I", z, i)[0] - x[j]) & 0xFFFFFFFF)
+    return bytes(z[0:32])
 
 
-def open_into(buf, off, n, nonce, key):
-    """crypto_secretbox_open_easy in place on the box buf[off:off+16+n]: the plaintext replaces the n ciphertext bytes.
+def poly1305(key, data):
+    """The Poly1305 tag of data under a one-time 32-byte key: a short last block
+    padded with 1 then zeros, h mod 2^130 - 5, plus the key's second half mod 2^128."""
+    r = int.from_bytes(key[0:16], "little") & 0x0FFFFFFC0FFFFFFC0FFFFFFC0FFFFFFF
+    st = bytearray(120)  # h, r and 5 r as 10 limbs of 13 bits each
+    for i in range(10):
+        limb = (r >> (13 * i)) & 0x1FFF
+        struct.pack_into("<I", st, 40 + 4 * i, limb)
+        struct.pack_into("<I", st, 80 + 4 * i, 5 * limb)
+    n = len(data)
+    full = n & ~15
+    _poly.blocks(st, data, 0, full, 1)
+    if full < n:
+        last = bytearray(16)
+        last[0:n - full] = memoryview(data)[full:]
+        last[n - full] = 1
+        _poly.blocks(st, last, 0, 16, 0)
+    h = 0
+    for i in range(9, -1, -1):
+        h = (h << 13) + struct.unpack_from("<I", st, 4 * i)[0]
+    return ((h % ((1 << 130) - 5) + int.from_bytes(key[16:32], "little")) & ((1 << 128) - 1)).to_bytes(16, "little")
 
-    Raises ValueError, leaving the buffer as it was, when the tag does not match.
+
+def blake2b(data, digest_size=64):
+    """The unkeyed BLAKE2b digest of `data` (under 2^30 bytes), `digest_size` bytes (1..64)."""
+    if not 1 <= digest_size <= 64:
+        raise ValueError("BLAKE2b digest size must be 1..64")
+    state = bytearray(192)  # chaining value h, then the work vector
+    state[0:64] = _IV
+    state[0] ^= digest_size  # parameter block: digest size, no key, fanout 1, depth 1
+    state[2] ^= 1
+    state[3] ^= 1
+    block = bytearray(128)
+    n = len(data)
+    off = 0
+    while True:
+        take = min(128, n - off)
+        last = off + take == n
+        block[0:take] = data[off:off + take]
+        if take < 128:
+            block[take:128] = bytes(128 - take)
+        state[64:128] = state[0:64]
+        state[128:192] = _IV
+        _blake.compress(state, block, off + take, last)
+        off += take
+        if last:
+            return bytes(state[0:digest_size])
+
+
+def secretbox_into(box, nonce, key, opening):
+    """crypto_secretbox_easy in place on box = tag (16) || message, with a
+    24-byte nonce and 32-byte key: seals the message into ciphertext and tag,
+    or, opening, the ciphertext into the message.
+
+    Opening raises ValueError, leaving the box as it was, when the tag does not match.
     """
-    stream, mac = _start(key, nonce)
-    mac.update(buf, off + MACBYTES, n)
-    if not equal(mac.digest(), memoryview(buf)[off:off + MACBYTES]):
-        raise ValueError("box does not authenticate: wrong key or altered bytes")
-    stream.xor(buf, off + MACBYTES, n)
+    s = salsa_state(hsalsa20(key, nonce[0:16]), bytes(nonce[16:24]) + bytes(8))
+    otk = bytearray(32)  # the one-time Poly1305 key: the keystream's first 32 bytes
+    _salsa.xor(s, otk, 0, 32, 0)
+    n = len(box) - 16
+    if not opening:
+        _salsa.xor(s, box, 16, n, 32)
+    tag = poly1305(otk, memoryview(box)[16:])
+    if opening:
+        d = 0
+        for i in range(16):  # no early exit: timing does not tell where the tags differ
+            d |= tag[i] ^ box[i]
+        if d:
+            raise ValueError("box does not authenticate")
+        _salsa.xor(s, box, 16, n, 32)
+    else:
+        box[0:16] = tag
 
 
-def secretbox(msg, nonce, key):
-    """crypto_secretbox_easy: tag (16) || ciphertext."""
-    out = bytearray(MACBYTES + len(msg))
-    out[MACBYTES:] = msg
-    seal_into(out, 0, len(msg), nonce, key)
-    return bytes(out)
-
-
-def secretbox_open(box, nonce, key, off=0):
-    """crypto_secretbox_open_easy of box[off:]: the plaintext, or ValueError when it is short or does not authenticate.
-
-    The tag is checked on `box` itself, so only the plaintext is allocated.
-    """
-    n = len(box) - off - MACBYTES
-    if n < 0:
-        raise ValueError("box must be at least 16 bytes, got %d" % (len(box) - off))
-    stream, mac = _start(key, nonce)
-    mac.update(box, off + MACBYTES, n)
-    if not equal(mac.digest(), memoryview(box)[off:off + MACBYTES]):
-        raise ValueError("box does not authenticate: wrong key or altered bytes")
-    out = bytearray(memoryview(box)[off + MACBYTES:])
-    stream.xor(out)
-    return bytes(out)
-
-
-# -- sealed boxes (crypto_box_seal) ----------------------------------------------------------
-
-
-def _check(name, value, size):
-    if len(value) != size:
-        raise ValueError("%s must be %d bytes, got %d" % (name, size, len(value)))
-
-
-def _box_key(sk, pk):
-    """crypto_box_beforenm(pk, sk); an all-zero shared secret (a low-order pk) is refused, as libsodium does."""
+def _box_into(buf, sk, pk, nonce, opening):
+    """secretbox_into on buf[32:] under crypto_box_beforenm(pk, sk); an
+    all-zero shared secret (a low-order pk) is refused, as libsodium does."""
     shared = x25519(sk, pk)
     if not any(shared):
-        raise ValueError("public key of low order: no shared secret")
-    return beforenm(shared)
+        raise ValueError("public key of low order")
+    secretbox_into(memoryview(buf)[32:], nonce, hsalsa20(shared, bytes(16)), opening)
 
 
 class Sealer:
@@ -113,7 +156,8 @@ class Sealer:
 
     def __init__(self, ephemeral_sk=None):
         sk = os.urandom(32) if ephemeral_sk is None else bytes(ephemeral_sk)
-        _check("ephemeral secret key", sk, 32)
+        if len(sk) != 32:
+            raise ValueError("keys are 32 bytes")
         self._sk = sk
         self.public_key = x25519_base(sk)
         self._sealed = set()
@@ -121,53 +165,22 @@ class Sealer:
     def seal_into(self, buf, pk):
         """Seal in place: the message at buf[48:] becomes its ciphertext, buf[:48] receives eph_pk || tag."""
         pk = bytes(pk)
-        _check("recipient public key", pk, 32)
-        if len(buf) < SEALBYTES:
-            raise ValueError("buffer must hold 48 bytes before the message")
+        if len(pk) != 32 or len(buf) < 48:
+            raise ValueError("keys are 32 bytes, a sealed box at least 48")
         if pk in self._sealed:
-            raise ValueError("already sealed to this recipient with this ephemeral key")
-        key = _box_key(self._sk, pk)
+            raise ValueError("already sealed to this recipient")
+        _box_into(buf, self._sk, pk, blake2b(self.public_key + pk, 24), False)
         self._sealed.add(pk)
         buf[0:32] = self.public_key
-        seal_into(buf, 32, len(buf) - SEALBYTES, blake2b(self.public_key + pk, 24), key)
-
-    def seal(self, msg, pk):
-        """The sealed box of `msg` to `pk`: eph_pk || tag || ciphertext (48 bytes longer than msg).
-
-        Holds the message, the box and its copy as bytes at once; `seal_into`
-        needs only the box.
-        """
-        out = bytearray(SEALBYTES + len(msg))
-        out[SEALBYTES:] = msg
-        self.seal_into(out, pk)
-        return bytes(out)
-
-
-def seal(msg, pk, ephemeral_sk=None):
-    """libsodium's crypto_box_seal of `msg` to `pk`; reproducible when the ephemeral key is given."""
-    return Sealer(ephemeral_sk).seal(msg, pk)
-
-
-def _open_key(box, pk, sk):
-    """The secretbox key and nonce of a sealed box to (pk, sk)."""
-    _check("recipient public key", pk, 32)
-    _check("recipient secret key", sk, 32)
-    if len(box) < SEALBYTES:
-        raise ValueError("sealed box must be at least %d bytes, got %d" % (SEALBYTES, len(box)))
-    eph_pk = bytes(box[0:32])
-    return _box_key(sk, eph_pk), blake2b(eph_pk + bytes(pk), 24)
-
-
-def seal_open(box, pk, sk):
-    """crypto_box_seal_open: the plaintext, or ValueError when the box is short, altered or not for this key pair."""
-    key, nonce = _open_key(box, pk, sk)
-    return secretbox_open(box, nonce, key, 32)
 
 
 def seal_open_into(buf, pk, sk):
     """crypto_box_seal_open in place: buf[48:] becomes the plaintext.
 
-    Raises ValueError, leaving the buffer unchanged, if the box does not open.
+    Raises ValueError, leaving the buffer unchanged, if the box is short or
+    does not open with the key pair (pk, sk).
     """
-    key, nonce = _open_key(buf, pk, sk)
-    open_into(buf, 32, len(buf) - SEALBYTES, nonce, key)
+    if len(pk) != 32 or len(sk) != 32 or len(buf) < 48:
+        raise ValueError("keys are 32 bytes, a sealed box at least 48")
+    eph_pk = bytes(buf[0:32])
+    _box_into(buf, sk, eph_pk, blake2b(eph_pk + bytes(pk), 24), True)

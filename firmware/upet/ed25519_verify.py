@@ -1,13 +1,17 @@
 """Ed25519 verification (RFC 8032 with libsodium's rules), apart from upet.ed25519
-so that a participant, which only signs, does not hold this code."""
+so that a participant, which only signs, does not hold this code.
+
+[k](-A) + [S]B is computed with 8 cached multiples of -A and the first row of
+the fixed-base table (1B..8B), from upet.ed25519's table when it has one,
+else built here."""
 
 from micropython import const
 
 from upet import ed25519 as _ed
-from upet.ed25519 import (_CACHE, _CADD, _DBL4, _MADD, _MSUB, _ONE, _ZERO, L, _copy4,
-                          _SET_T, _digits, _encode, _run, _set_point, _workspace, f)
-from upet.sha512 import SHA512
-from upet.x25519 import POW58
+from upet.ed25519 import DBL4, L, MADD, MSUB, digits, encode, f, run
+from upet.ed25519_table import AT, CACHE, CADD, CSUB, SET_T, build, constants, copy4, set_point
+from upet.sha512 import sha512
+from upet.x25519 import INV, ONE
 
 _P = const((1 << 255) - 19)
 _PX = const(14)
@@ -17,8 +21,6 @@ _NP = const(18)
 _TA = const(22)
 _TB = const(23)
 _TG = const(28)
-_AT = const(30)
-_CSUB = _MSUB[:20] + b"\x00\x19\x10\x15" + _MSUB[24:]  # MUL TD PZ NZ
 _Y8 = (b"\x26\xe8\x95\x8f\xc2\xb2\x27\xb0\x45\xc3\xf4\x89\xf2\xef\x98\xf0"     # y of the points of order 8
        b"\xd5\xdf\xac\x05\xd3\xc6\x33\x39\xb1\x38\x02\x88\x6d\x53\xfc\x05")
 # y (sign bit cleared) of the points of order 1, 2, 4 and 8, canonical or not:
@@ -37,7 +39,9 @@ _RECOVER_X = (b"\x01\x16\x0f\x00"  # SQR TA PY
               b"\x01\x03\x19\x00"  # SQR Z TD
               b"\x00\x03\x03\x18"  # MUL Z Z TC
               b"\x00\x03\x03\x17"  # MUL Z Z TB          u v^7
-              + POW58 +
+              + INV[:-8] +  # R = Z^(2^252 - 3) = Z^((p-5)/8):
+              b"\x05\x06\x06\x02"  # SQRN T1 T1 2
+              b"\x00\x04\x06\x03"  # MUL R T1 Z
               b"\x00\x1b\x04\x19"  # MUL TF R TD
               b"\x00\x0e\x1b\x17"  # MUL PX TF TB
               b"\x01\x16\x0e\x00"  # SQR TA PX
@@ -55,19 +59,19 @@ def _decode_neg(ws, s):
     if int.from_bytes(y, "little") >= _P:
         return False
     f.put(ws, _PY, y)
-    _run(ws, _RECOVER_X)
+    run(ws, _RECOVER_X)
     vx2 = f.get(ws, _TA)
     if vx2 != f.get(ws, _TB):
         if vx2 != f.get(ws, _TG):
             return False
-        _run(ws, _TIMES_SQRTM1)
+        run(ws, _TIMES_SQRTM1)
     x = f.get(ws, _PX)
-    if x == _ZERO and x_sign:
+    if x == bytes(32) and x_sign:
         return False
     if x[0] & 1 == x_sign:
-        _run(ws, _NEGATE_X)
-    f.put(ws, _PZ, _ONE)
-    _run(ws, _SET_T)
+        run(ws, _NEGATE_X)
+    f.put(ws, _PZ, ONE)
+    run(ws, SET_T)
     return True
 
 
@@ -80,27 +84,24 @@ def verify(pk, msg, sig):
         y[31] &= 127
         if y in _SMALL_ORDER:
             return False
-    ws = _workspace(_AT + 32)  # builds the fixed-base table first if need be
+    row = _ed._table[0] if _ed._table else build(1)[0]  # 1B..8B: the same in every table
+    ws = constants(AT + 32)
     if not _decode_neg(ws, pk):
         return False
-    h = SHA512(sig[:32])
-    h.update(pk)
-    h.update(msg)
-    ek = _digits((int.from_bytes(h.digest(), "little") % L).to_bytes(32, "little"))
-    es = _digits(sig[32:])
-    to_n = [_copy4(_NP, _AT + 4 * m) for m in range(8)]  # m(-A), m = 1..8, cached
+    ek = digits((int.from_bytes(sha512(sig[:32], pk, msg), "little") % L).to_bytes(32, "little"))
+    es = digits(sig[32:])
+    to_n = [copy4(_NP, AT + 4 * m) for m in range(8)]  # m(-A), m = 1..8, cached
     for m in range(8):
-        _run(ws, (to_n[0] + _CADD if m else b"") + _CACHE + _copy4(_AT + 4 * m, _NP))
-    table = _ed._table
-    _set_point(ws, _ZERO, _ONE)
+        run(ws, (to_n[0] + CADD if m else b"") + CACHE + copy4(AT + 4 * m, _NP))
+    set_point(ws, bytes(32), ONE)
     for i in range(63, -1, -1):
         if i != 63:
-            _run(ws, _DBL4)
+            run(ws, *DBL4)
         d = ek[i]
         if d:
-            _run(ws, to_n[abs(d) - 1] + (_CADD if d > 0 else _CSUB))
+            run(ws, to_n[abs(d) - 1] + (CADD if d > 0 else CSUB))
         d = es[i]
         if d:
-            f.load(ws, _NP, table[0], abs(d))
-            _run(ws, _MADD if d > 0 else _MSUB)
-    return _encode(ws) == bytes(sig[:32])
+            f.load(ws, _NP, row, abs(d))
+            run(ws, MADD if d > 0 else MSUB)
+    return encode(ws) == bytes(sig[:32])

@@ -18,38 +18,33 @@ from upet import kernels
 f = kernels.load("f25519")
 
 ONE = b"\x01" + bytes(31)
-_NINE = b"\x09" + bytes(31)
-_ZERO = bytes(32)
 
 # Slots 0-2 are the machine's scratch; 3-8 belong to the exponentiations,
 # which Ed25519 shares: z in 3, the result in 4, temporaries 5-8.
-Z, R = 3, 4
-# 3 ^ (2^250 - 1) in 6, and 3 ^ 11 in 5
-_POW = (b"\x01\x05\x03\x00"  # SQR T0 Z
-        b"\x05\x06\x05\x02"  # SQRN T1 T0 2
-        b"\x00\x06\x06\x03"  # MUL T1 T1 Z         z^9
-        b"\x00\x05\x05\x06"  # MUL T0 T0 T1        z^11
-        b"\x01\x07\x05\x00"  # SQR T2 T0
-        b"\x00\x06\x07\x06"  # MUL T1 T2 T1        z^(2^5 - 1)
-        b"\x05\x07\x06\x05"  # SQRN T2 T1 5
-        b"\x00\x06\x07\x06"  # MUL T1 T2 T1        z^(2^10 - 1)
-        b"\x05\x07\x06\x0a"  # SQRN T2 T1 10
-        b"\x00\x07\x07\x06"  # MUL T2 T2 T1        z^(2^20 - 1)
-        b"\x05\x08\x07\x14"  # SQRN T3 T2 20
-        b"\x00\x07\x08\x07"  # MUL T2 T3 T2        z^(2^40 - 1)
-        b"\x05\x07\x07\x0a"  # SQRN T2 T2 10
-        b"\x00\x06\x07\x06"  # MUL T1 T2 T1        z^(2^50 - 1)
-        b"\x05\x07\x06\x32"  # SQRN T2 T1 50
-        b"\x00\x07\x07\x06"  # MUL T2 T2 T1        z^(2^100 - 1)
-        b"\x05\x08\x07\x64"  # SQRN T3 T2 100
-        b"\x00\x07\x08\x07"  # MUL T2 T3 T2        z^(2^200 - 1)
-        b"\x05\x07\x07\x32"  # SQRN T2 T2 50
-        b"\x00\x06\x07\x06")  # MUL T1 T2 T1       z^(2^250 - 1)
-INV = _POW + (b"\x05\x06\x06\x05"  # SQRN T1 T1 5
-              b"\x00\x04\x06\x05")  # MUL R T1 T0  R = Z^(2^255 - 21) = 1/Z
-POW58 = _POW + (b"\x05\x06\x06\x02"  # SQRN T1 T1 2
-                b"\x00\x04\x06\x03")  # MUL R T1 Z  R = Z^(2^252 - 3) = Z^((p-5)/8)
-del _POW
+# INV: 4 = 1/3 = 3^(2^255 - 21), through 6 = 3^(2^250 - 1) and 5 = 3^11
+# (upet.ed25519_verify replaces its last two ops to get 3^((p-5)/8)).
+INV = (b"\x01\x05\x03\x00"  # SQR T0 Z
+       b"\x05\x06\x05\x02"  # SQRN T1 T0 2
+       b"\x00\x06\x06\x03"  # MUL T1 T1 Z         z^9
+       b"\x00\x05\x05\x06"  # MUL T0 T0 T1        z^11
+       b"\x01\x07\x05\x00"  # SQR T2 T0
+       b"\x00\x06\x07\x06"  # MUL T1 T2 T1        z^(2^5 - 1)
+       b"\x05\x07\x06\x05"  # SQRN T2 T1 5
+       b"\x00\x06\x07\x06"  # MUL T1 T2 T1        z^(2^10 - 1)
+       b"\x05\x07\x06\x0a"  # SQRN T2 T1 10
+       b"\x00\x07\x07\x06"  # MUL T2 T2 T1        z^(2^20 - 1)
+       b"\x05\x08\x07\x14"  # SQRN T3 T2 20
+       b"\x00\x07\x08\x07"  # MUL T2 T3 T2        z^(2^40 - 1)
+       b"\x05\x07\x07\x0a"  # SQRN T2 T2 10
+       b"\x00\x06\x07\x06"  # MUL T1 T2 T1        z^(2^50 - 1)
+       b"\x05\x07\x06\x32"  # SQRN T2 T1 50
+       b"\x00\x07\x07\x06"  # MUL T2 T2 T1        z^(2^100 - 1)
+       b"\x05\x08\x07\x64"  # SQRN T3 T2 100
+       b"\x00\x07\x08\x07"  # MUL T2 T3 T2        z^(2^200 - 1)
+       b"\x05\x07\x07\x32"  # SQRN T2 T2 50
+       b"\x00\x06\x07\x06"  # MUL T1 T2 T1        z^(2^250 - 1)
+       b"\x05\x06\x06\x05"  # SQRN T1 T1 5
+       b"\x00\x04\x06\x05")  # MUL R T1 T0         R = Z^(2^255 - 21) = 1/Z
 
 # Ladder slots: 9 u, 10 x2, 11 z2, 12 x3, 13 z3, then 14 A, 15 B, 16 C, 17 D,
 # 18 AA, 19 BB, 20 E, 21 DA, 22 CB, 23 T.
@@ -76,24 +71,22 @@ _STEP = (b"\x02\x0e\x0a\x0b"  # ADD A X2 Z2
          b"\x04\x17\x14\x00"  # MULK T E
          b"\x02\x17\x17\x13"  # ADD T T BB
          b"\x00\x0b\x14\x17")  # MUL Z2 E T         z2 = E (BB + 121666 E)
-_SWAPPED = bytearray(_STEP)
-for _i in range(len(_SWAPPED)):
-    if _i & 3 and 10 <= _SWAPPED[_i] <= 13:  # x2 <-> x3, z2 <-> z3
-        _SWAPPED[_i] ^= 6
-_STEPS = (_STEP, bytes(_SWAPPED))
-del _STEP, _SWAPPED, _i
-_FINISH = b"\x06\x03\x0b\x00" + INV + b"\x00\x0a\x0a\x04"  # COPY Z Z2, INV, MUL X2 X2 R
+_STEPS = (_STEP, bytes(b ^ 6 if i & 3 and 10 <= b <= 13 else b  # x2 <-> x3, z2 <-> z3
+                       for i, b in enumerate(_STEP)))
+del _STEP
 
 
-def run(ws, prog):
-    f.run(ws, prog, len(prog) >> 2)
+def run(ws, *progs):
+    """Run the programs on the workspace, one after another."""
+    for prog in progs:
+        f.run(ws, prog, len(prog) >> 2)
 
 
 # The one workspace X25519 and Ed25519 share, allocated when this module loads, while the
 # heap is still in large pieces, and kept: fresh 1 KB blocks per operation would fragment
-# a small heap. 34 slots is what Ed25519 signing needs (it builds its fixed-base table in
-# slots up to 33); only verification asks for more.
-_ws_slots = 34
+# a small heap. 30 slots is what Ed25519 signing and building its fixed-base table need;
+# only verification asks for more.
+_ws_slots = 30
 _ws = f.new(_ws_slots)
 
 
@@ -116,7 +109,7 @@ def x25519(scalar, u):
     ws = workspace(_NSLOTS)
     f.put(ws, _U, u)
     f.put(ws, _X2, ONE)
-    f.put(ws, _X2 + 1, _ZERO)  # z2; the workspace is shared, so nothing is zero to begin with
+    f.put(ws, _X2 + 1, bytes(32))  # z2; the workspace is shared, so nothing is zero to begin with
     f.put(ws, _X3, u)
     f.put(ws, _Z3, ONE)
     step0, step1 = _STEPS
@@ -124,7 +117,7 @@ def x25519(scalar, u):
     fr = f.run
     for i in range(254, -1, -1):
         fr(ws, step1 if (k[i >> 3] >> (i & 7)) & 1 else step0, n)
-    run(ws, _FINISH)
+    run(ws, b"\x06\x03\x0b\x00", INV, b"\x00\x0a\x0a\x04")  # COPY Z Z2, R = 1/Z, MUL X2 X2 R
     return f.get(ws, _X2)
 
 
@@ -136,4 +129,4 @@ def x25519_base(scalar):
     ed25519 = sys.modules.get("upet.ed25519")
     if ed25519 is not None:
         return ed25519.x25519_base(scalar)
-    return x25519(scalar, _NINE)
+    return x25519(scalar, b"\x09" + bytes(31))

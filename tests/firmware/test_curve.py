@@ -1,4 +1,4 @@
-"""Firmware SHA-512, X25519 and Ed25519 (upet.sha512, upet.x25519, upet.ed25519).
+"""Firmware SHA-512, X25519 and Ed25519 (upet.sha512, upet.x25519, upet.ed25519, upet.ed25519_verify).
 
 Each MicroPython test runs with the viper kernels and with the Python fallback
 (the `upy` fixture) and checks RFC 7748 / RFC 8032 vectors, the golden vectors
@@ -39,21 +39,18 @@ def _msg(n: int) -> bytes:
 def test_sha512_matches_hashlib(upy):
     lengths = [0, 111, 112, 127, 128, 239, 240, 1000]
     expected = [hashlib.sha512(b"abc").hexdigest()] + [hashlib.sha512(_msg(n)).hexdigest() for n in lengths]
-    expected += [hashlib.sha512(_msg(1000)).hexdigest()] * 4
+    expected += [hashlib.sha512(_msg(1000)).hexdigest()] * 5
     out = upy(f"""
-        from upet.sha512 import sha512, SHA512
+        from upet.sha512 import sha512
         def msg(n):
             return bytes((7 * i + 3) % 256 for i in range(n))
         print(sha512(b"abc").hex())
         for n in {lengths!r}:
             print(sha512(msg(n)).hex())
         m = msg(1000)
-        for step in (1, 7, 128, 129):
-            h = SHA512()
-            for i in range(0, len(m), step):
-                h.update(m[i:i + step])
-            h.digest()
-            print(h.digest().hex())
+        for step in (1, 7, 128, 129):  # the message in parts
+            print(sha512(*[m[i:i + step] for i in range(0, len(m), step)]).hex())
+        print(sha512(bytearray(m[:300]), b"", memoryview(m)[300:]).hex())
     """)
     assert _lines(out) == expected
 
@@ -184,7 +181,9 @@ def test_rfc8032_vectors_agree_with_libsodium():
 
 def test_ed25519_rfc8032(upy):
     out = upy(f"""
-        from upet.ed25519 import public_key, sign, sign_with_pk, verify
+        from upet.crypto import ed25519_sign_with_pk as sign_with_pk
+        from upet.ed25519 import public_key, sign
+        from upet.ed25519_verify import verify
         h = bytes.fromhex
         for sk, pk, msg, sig in {RFC8032!r}:
             print(public_key(h(sk)).hex() == pk, sign(h(sk), h(msg)).hex() == sig,
@@ -198,7 +197,9 @@ def test_ed25519_golden_vectors(upy):
     cases = json.loads((VECTORS / "signatures.json").read_text())["cases"]
     out = upy("""
         import json
-        from upet.ed25519 import public_key, sign, sign_with_pk, verify
+        from upet.crypto import ed25519_sign_with_pk as sign_with_pk
+        from upet.ed25519 import public_key, sign
+        from upet.ed25519_verify import verify
         h = bytes.fromhex
         for key in json.load(open(VECTORS + "/keys.json"))["keys"]:
             print(public_key(h(key["ed25519_seed"])).hex())
@@ -277,7 +278,7 @@ def test_ed25519_verify_decides_as_libsodium(upy):
             expected.append("False")
     assert expected.count("True") == 7
     out = upy(f"""
-        from upet.ed25519 import verify
+        from upet.ed25519_verify import verify
         for pk, msg, sig in {[(p.hex(), m.hex(), s.hex()) for p, m, s in cases]!r}:
             print(verify(bytes.fromhex(pk), bytes.fromhex(msg), bytes.fromhex(sig)))
         print(verify(bytes(31), b"", bytes(64)), verify(bytes(32), b"", bytes(63)))
@@ -285,23 +286,56 @@ def test_ed25519_verify_decides_as_libsodium(upy):
     assert _lines(out) == expected + ["False", "False"]
 
 
+def test_ed25519_verify_without_the_table_and_after_x25519(upy):
+    """Verification builds its own row of the fixed-base table when signing has built none,
+    and puts its curve constants back in the workspace that X25519 shares and overwrites."""
+    cases = _verify_cases()[:20]
+    expected = []
+    for pk, msg, sig in cases:
+        try:
+            sodium.crypto_sign_open(sig + msg, pk)
+            expected.append("True")
+        except nacl.exceptions.BadSignatureError:
+            expected.append("False")
+    assert "True" in expected and "False" in expected
+    out = upy(f"""
+        from upet import ed25519
+        from upet.ed25519_verify import verify
+        from upet.x25519 import x25519
+        cases = [[bytes.fromhex(x) for x in c] for c in {[(p.hex(), m.hex(), s.hex()) for p, m, s in cases]!r}]
+        def check():
+            print(" ".join(str(verify(pk, msg, sig)) for pk, msg, sig in cases))
+        print(ed25519._table is None)
+        check()
+        x25519(b"\\x07" * 32, b"\\x09" + bytes(31))
+        check()
+        ed25519.sign(bytes(32), b"table")
+        print(ed25519._table is not None)
+        x25519(b"\\x07" * 32, b"\\x09" + bytes(31))
+        check()
+    """)
+    assert _lines(out) == ["True"] + expected + expected + ["True"] + expected
+
+
 def test_ed25519_table_rows_give_the_same_signatures(upy):
     seed = bytes(range(32))
     pk, sk = sodium.crypto_sign_seed_keypair(seed)
     expected = sodium.crypto_sign(b"rows", sk)[:64].hex()
     out = upy(f"""
+        import sys
         from upet import ed25519
         for rows in (1, 2, 8, 16, 4):
             ed25519.set_table_rows(rows)
             print(ed25519.sign({seed!r}, b"rows").hex())
+        print("upet.ed25519_table" in sys.modules)  # loaded to build the table, then dropped
     """)
-    assert _lines(out) == [expected] * 5
+    assert _lines(out) == [expected] * 5 + ["False"]
 
 
 def test_ed25519_sign_fits_a_64k_heap(upy, tmp_path):
     """Compiled as the boards get it (.mpy), signing, verifying and X25519 run in 64 KB of heap."""
     mpy_cross = MICROPYTHON.with_name("mpy-cross")
-    modules = ["__init__", "kernels", "sha512", "x25519", "ed25519", "ed25519_verify"]
+    modules = ["__init__", "kernels", "sha512", "x25519", "ed25519", "ed25519_table", "ed25519_verify"]
     modules += [f"{d}/{m}" for d in ("native", "fallback") for m in ("__init__", "f25519", "sha512")]
     for m in modules:
         dst = tmp_path / "lib" / "upet" / f"{m}.mpy"
@@ -313,8 +347,9 @@ def test_ed25519_sign_fits_a_64k_heap(upy, tmp_path):
     out = upy(f"""
         import gc
         from upet import ed25519, x25519
+        from upet.ed25519_verify import verify
         sig = ed25519.sign({seed!r}, b"heap")
-        print(sig.hex(), ed25519.verify({pk!r}, b"heap", sig))
+        print(sig.hex(), verify({pk!r}, b"heap", sig))
         print(x25519.x25519({seed!r}, x25519.x25519_base({seed!r})).hex())
         gc.collect()
         print(gc.mem_free() > 16000)
