@@ -42,8 +42,9 @@ class MQTTError(OSError):
     """A refused, broken or malformed MQTT connection (the socket is closed)."""
 
 
-def _deadline(seconds):
-    return None if seconds is None else time.ticks_add(time.ticks_ms(), int(seconds * 1000))
+def _deadline(timeout):
+    """The ticks_ms at which `timeout` seconds are over; None for no timeout."""
+    return None if timeout is None else time.ticks_add(time.ticks_ms(), int(timeout * 1000))
 
 
 def _ms_left(deadline):
@@ -93,7 +94,6 @@ class MQTTClient:
         self._refused = 0
         self._buf = memoryview(bytearray(64))  # headers, packet ids and skipped payload bytes
         self._timeout = 10
-        self._tmo = None            # the socket's timeout now
         self._last_tx = self._ping_at = 0
         self._left = 0              # bytes a publish_stream fill still has to write
 
@@ -159,13 +159,14 @@ class MQTTClient:
             while True:
                 try:
                     if self.sock is None:
-                        if not qos:
+                        if not qos:  # sent once, on the connection there is
                             raise MQTTError("not connected to the broker")
                         self.ensure_connected(None if deadline is None else _ms_left(deadline) / 1000)
                     self._unacked = pid
                     buf = self._buf
                     i = self._header(_PUBLISH | dup | qos << 1 | (1 if retain else 0), n)
-                    buf[i], buf[i + 1], buf[i + 2], buf[i + 3] = len(topic) >> 8, len(topic) & 0xFF, pid >> 8, pid & 0xFF
+                    buf[i], buf[i + 1] = len(topic) >> 8, len(topic) & 0xFF
+                    buf[i + 2], buf[i + 3] = pid >> 8, pid & 0xFF  # sent with QoS 1 only
                     self._write(buf[:i + 2])
                     self._write(topic)
                     if qos:
@@ -267,8 +268,14 @@ class MQTTClient:
                         ms = min(ms, period // 2 - idle)
             if not self._readinto(buf[:1], ms):
                 return None
-            first = buf[0]
-            n = self._read_length()
+            first, n = buf[0], 0
+            for shift in (0, 7, 14, 21):  # the remaining length (upet.mqtt_connect reads CONNACK's)
+                self._readinto(buf[:1])
+                n |= (buf[0] & 0x7F) << shift
+                if not buf[0] & 0x80:
+                    break
+            else:
+                raise MQTTError("malformed packet: remaining length > 4 bytes")
             kind, qos = first & 0xF0, (first >> 1) & 3
             if kind == _PUBLISH and qos < 2:  # we subscribe with QoS 0 or 1 only
                 self._readinto(buf[:2])
@@ -291,7 +298,7 @@ class MQTTClient:
             elif kind in (_PUBACK, _SUBACK, _PINGRESP):
                 want = 2 if kind == _PUBACK else 3 if kind == _SUBACK else 0
                 if n != want:
-                    raise MQTTError("malformed packet: type 0x%02x with length %d, not %d" % (first, n, want))
+                    raise MQTTError("unexpected packet from the broker: type 0x%02x, length %d" % (first, n))
                 self._readinto(buf[:n])
                 pid = buf[0] << 8 | buf[1]
                 if kind == _PINGRESP:
@@ -301,7 +308,7 @@ class MQTTClient:
                 elif kind == _SUBACK and pid == self._sub_pid:
                     self._sub_pid, self._sub_rc = 0, buf[2]
             else:
-                raise MQTTError("unexpected packet 0x%02x from the broker" % first)
+                raise MQTTError("unexpected packet from the broker: type 0x%02x, length %d" % (first, n))
             return kind
         except BaseException:
             self._close()
@@ -320,28 +327,14 @@ class MQTTClient:
             if not n:
                 return i
 
-    def _read_length(self):
-        n = 0
-        for shift in (0, 7, 14, 21):
-            self._readinto(self._buf[:1])
-            n |= (self._buf[0] & 0x7F) << shift
-            if not self._buf[0] & 0x80:
-                return n
-        raise MQTTError("malformed packet: remaining length > 4 bytes")
-
-    def _settimeout(self, t):
-        if t != self._tmo:
-            self._raw.settimeout(t)
-            self._tmo = t
-
-    def _readinto(self, mv, ms=None):
-        """Fills mv from the socket; each read waits up to the connect timeout. Given ms (for the
+    def _readinto(self, buf, ms=None):
+        """Fills buf from the socket; each read waits up to the connect timeout. Given ms (for the
         first byte of a packet), False if nothing came within ms."""
-        self._settimeout(self._timeout if ms is None else max(0, ms) / 1000)
+        self._raw.settimeout(self._timeout if ms is None else max(0, ms) / 1000)
         pos = 0
-        while pos < len(mv):
+        while pos < len(buf):
             try:
-                n = self.sock.readinto(mv[pos:])
+                n = self.sock.readinto(buf[pos:])
             except OSError as e:
                 if e.args[0] not in (errno.ETIMEDOUT, errno.EAGAIN):
                     raise MQTTError("connection lost: %s" % e)
@@ -356,7 +349,7 @@ class MQTTClient:
         return True
 
     def _write(self, data):
-        self._settimeout(self._timeout)
+        self._raw.settimeout(self._timeout)
         mv = memoryview(data)
         pos = 0
         while pos < len(mv):

@@ -18,11 +18,11 @@ _REFUSED = ("", "unacceptable protocol version", "identifier rejected", "server 
 def connect(client, timeout):
     """MQTTClient.connect: one attempt; returns whether the broker still had our session."""
     client._close()
-    client._timeout, client._refused, client._tmo = timeout, 0, None
+    client._timeout, client._refused = timeout, 0
     try:
         ai = socket.getaddrinfo(client.host, client.port)[0]
         client.sock = client._raw = socket.socket(ai[0], socket.SOCK_STREAM)
-        client._settimeout(timeout)
+        client._raw.settimeout(timeout)
         client._raw.connect(ai[-1])
         try:  # IPPROTO_TCP, TCP_NODELAY: the pieces of a packet are not held back
             client._raw.setsockopt(6, 1, 1)
@@ -30,21 +30,29 @@ def connect(client, timeout):
             pass
         if client.ssl_params is not None:
             client.sock = _wrap_tls(client)
+        buf = client._buf
         client._write(_connect_packet(client))
-        if not client._readinto(client._buf[:1], int(timeout * 1000)):
+        if not client._readinto(buf[:1], int(timeout * 1000)):
             raise MQTTError("no CONNACK from the broker within %s s" % timeout)
-        if client._buf[0] != 0x20:
-            raise MQTTError("malformed packet: expected CONNACK (0x20), got 0x%02x" % client._buf[0])
-        n = client._read_length()
+        if buf[0] != 0x20:
+            raise MQTTError("malformed packet: expected CONNACK (0x20), got 0x%02x" % buf[0])
+        n = 0
+        for shift in (0, 7, 14, 21):  # remaining length, as MQTTClient._poll reads it
+            client._readinto(buf[:1])
+            n |= (buf[0] & 0x7F) << shift
+            if not buf[0] & 0x80:
+                break
+        else:
+            raise MQTTError("malformed packet: remaining length > 4 bytes")
         if n != 2:
             raise MQTTError("malformed packet: CONNACK of length %d, not 2" % n)
-        client._readinto(client._buf[:2])
-        rc = client._buf[1]
+        client._readinto(buf[:2])
+        rc = buf[1]
         if rc:
             client._refused = rc
             raise MQTTError("broker refused the connection: %s (%d)"
                             % (_REFUSED[rc] if rc < len(_REFUSED) else "unknown reason", rc))
-        client.session_present = bool(client._buf[0] & 1)
+        client.session_present = bool(buf[0] & 1)
         client._ping_at = 0
         client.connects += 1
         if not client.session_present:  # the broker forgot our subscriptions
