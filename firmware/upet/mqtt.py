@@ -329,10 +329,12 @@ class MQTTClient:
 
     def _readinto(self, buf, ms=None):
         """Fills buf from the socket; each read waits up to the connect timeout. Given ms (for the
-        first byte of a packet), False if nothing came within ms."""
-        self._raw.settimeout(self._timeout if ms is None else max(0, ms) / 1000)
+        first byte of a packet), False if nothing came within ms. That wait polls and reads without
+        blocking: a TLS socket whose read timed out cannot be used any more."""
+        deadline = None if ms is None else _deadline(ms / 1000)
         pos = 0
         while pos < len(buf):
+            self._raw.settimeout(self._timeout if ms is None else 0)
             try:
                 n = self.sock.readinto(buf[pos:])
             except OSError as e:
@@ -340,9 +342,12 @@ class MQTTClient:
                     raise MQTTError("connection lost: %s" % e)
                 n = None
             if n is None:
-                if ms is not None:
+                if ms is None:
+                    raise MQTTError("timed out in the middle of a packet")
+                if _ms_left(deadline) <= 0:
                     return False
-                raise MQTTError("timed out in the middle of a packet")
+                self._poller.poll(_ms_left(deadline))  # TLS: readable may be no whole record yet
+                continue
             if n == 0:
                 raise MQTTError("connection closed by the broker")
             pos += n

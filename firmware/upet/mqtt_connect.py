@@ -6,6 +6,7 @@ round runs; the client's own methods do the reads, writes and subscriptions.
 """
 
 import random
+import select
 import socket
 import time
 
@@ -30,6 +31,8 @@ def connect(client, timeout):
             pass
         if client.ssl_params is not None:
             client.sock = _wrap_tls(client)
+        client._poller = select.poll()  # waits for the first byte of a packet
+        client._poller.register(client.sock, select.POLLIN)
         buf = client._buf
         client._write(_connect_packet(client))
         if not client._readinto(buf[:1], int(timeout * 1000)):
