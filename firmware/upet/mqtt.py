@@ -208,8 +208,8 @@ class MQTTClient:
         self._pid = pid = self._sub_pid = self._pid % 0xFFFF + 1
         buf = self._buf
         i = self._header(0x82, 5 + len(topic))
-        buf[i], buf[i + 1], buf[i + 2], buf[i + 3] = pid >> 8, pid & 0xFF, len(topic) >> 8, len(topic) & 0xFF
-        buf[i + 4] = qos
+        buf[i], buf[i + 1] = pid >> 8, pid & 0xFF
+        buf[i + 2], buf[i + 3], buf[i + 4] = len(topic) >> 8, len(topic) & 0xFF, qos
         self._write(buf[:i + 4])
         self._write(topic)
         self._write(buf[i + 4:i + 5])
@@ -282,7 +282,7 @@ class MQTTClient:
                 size = buf[0] << 8 | buf[1]
                 head = 2 + size + 2 * qos
                 if head > n or size > _MAX_TOPIC:
-                    raise MQTTError("PUBLISH topic too long: %d bytes" % size)
+                    raise MQTTError("malformed or oversized PUBLISH topic: %d bytes" % size)
                 topic = bytearray(size)
                 self._readinto(memoryview(topic))
                 if qos:

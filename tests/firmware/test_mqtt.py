@@ -361,9 +361,10 @@ class FakeBroker:
     (b"\x20\x02\x00\x00", "no PINGRESP from the broker within 2 s"),
     (b"\x20\x02\x00\x00\x90\x02\x00\x01", "unexpected packet from the broker: type 0x90, length 2"),
     (b"\x20\x02\x00\x00\x34\x06\x00\x01t\x00\x01x", "unexpected packet from the broker: type 0x34, length 6"),
-    (b"\x20\x02\x00\x00\x30\x04\x00\x03top", "PUBLISH topic too long: 3 bytes"),
+    (b"\x20\x02\x00\x00\x30\x04\x00\x03top", "malformed or oversized PUBLISH topic: 3 bytes"),
+    (b"\x20\x02\x00\x00\x30\xda\x04\x02\x58", "malformed or oversized PUBLISH topic: 600 bytes"),
 ], ids=["garbage", "truncated", "closed", "length-5-bytes", "long-connack", "stall", "no-pingresp",
-        "short-suback", "qos2-publish", "topic-beyond-packet"])
+        "short-suback", "qos2-publish", "topic-beyond-packet", "topic-over-512"])
 def test_malformed_broker_gives_clear_error(answer, error, tmp_path):
     fake = FakeBroker(answer)
     try:
