@@ -20,24 +20,21 @@ Failure behaviour:
   or hostile broker gives an MQTTError, never a hang.
 TLS: `ssl_params` go to `ssl.wrap_socket` (e.g. `cadata`: the CA certificate,
 DER; `server_hostname`); given `cadata`, the broker's certificate is checked.
+
+Connecting (CONNECT, TLS, backoff) lives in upet.mqtt_connect, loaded for the
+connect only, so that its code is not in the heap while a round runs.
 """
 
 import errno
-import random
-import select
-import socket
 import time
 
+import upet
 from micropython import const
 
-_CONNACK = const(0x20)
 _PUBLISH = const(0x30)
 _PUBACK = const(0x40)
 _SUBACK = const(0x90)
 _PINGRESP = const(0xD0)
-_REFUSED = ("", "unacceptable protocol version", "identifier rejected", "server unavailable",
-            "bad user name or password", "not authorised")
-_TIMEOUTS = (errno.ETIMEDOUT, errno.EAGAIN)
 _MAX_TOPIC = const(512)  # ours are under 100 bytes; a longer one is not worth the heap
 
 
@@ -45,28 +42,14 @@ class MQTTError(OSError):
     """A refused, broken or malformed MQTT connection (the socket is closed)."""
 
 
-def _lost(e):
-    """None for a timeout (the caller says what timed out); other socket errors end the connection."""
-    if e.args[0] not in _TIMEOUTS:
-        raise MQTTError("connection to the broker lost: %s" % e)
-
-
-def _deadline(seconds):
-    return None if seconds is None else time.ticks_add(time.ticks_ms(), int(seconds * 1000))
+def _deadline(timeout):
+    """The ticks_ms at which `timeout` seconds are over; None for no timeout."""
+    return None if timeout is None else time.ticks_add(time.ticks_ms(), int(timeout * 1000))
 
 
 def _ms_left(deadline):
     """Milliseconds until deadline; a minute at a time when there is none."""
     return 60000 if deadline is None else time.ticks_diff(deadline, time.ticks_ms())
-
-
-def _bytes(s):
-    return s.encode() if isinstance(s, str) else s
-
-
-def _field(s):
-    s = _bytes(s)
-    return bytes((len(s) >> 8, len(s) & 0xFF)) + s
 
 
 class Reader:
@@ -100,7 +83,7 @@ class MQTTClient:
         self.client_id, self.host, self.port = client_id, host, port
         self.user, self.password, self.keepalive = user, password, keepalive
         self.ssl_params, self.clean_session, self.will = ssl_params, clean_session, will
-        self.sock = self._raw = None
+        self.sock = self._raw = None  # with TLS, sock wraps the TCP socket _raw
         self.session_present = False
         self.connects = 0           # successful CONNECTs, for logs and tests
         self._cb = None
@@ -109,10 +92,8 @@ class MQTTClient:
         self._unacked = 0           # packet id of the QoS 1 PUBLISH awaiting PUBACK
         self._sub_pid = self._sub_rc = 0
         self._refused = 0
-        self._buf = bytearray(64)   # headers, packet ids and skipped payload bytes
-        self._mv = memoryview(self._buf)
+        self._buf = memoryview(bytearray(64))  # headers, packet ids and skipped payload bytes
         self._timeout = 10
-        self._tmo = None
         self._last_tx = self._ping_at = 0
         self._left = 0              # bytes a publish_stream fill still has to write
 
@@ -121,78 +102,12 @@ class MQTTClient:
         not read is skipped; it must not call the client (it runs inside the client's reads)."""
         self._cb = cb
 
-    # -- connection ------------------------------------------------------------------------------
+    # -- connection (upet.mqtt_connect, loaded for the connect only) ------------------------------
 
     def connect(self, timeout=10):
         """Opens the connection; returns whether the broker still had our session. `timeout` bounds
         the connection and, afterwards, every single read or write."""
-        self._close()
-        self._timeout, self._refused, self._tmo = timeout, 0, None
-        try:
-            ai = socket.getaddrinfo(self.host, self.port)[0]
-            self.sock = self._raw = socket.socket(ai[0], socket.SOCK_STREAM)
-            self._settimeout(timeout)
-            self._raw.connect(ai[-1])
-            try:  # IPPROTO_TCP, TCP_NODELAY: the pieces of a packet are not held back
-                self._raw.setsockopt(6, 1, 1)
-            except (OSError, ValueError, TypeError):
-                pass
-            if self.ssl_params is not None:
-                self.sock = self._wrap_tls()
-            self._poller = select.poll()
-            self._poller.register(self.sock, select.POLLIN)
-            self._write(self._connect_packet())
-            if not self._wait_byte(int(timeout * 1000)):
-                raise MQTTError("no CONNACK from the broker within %s s" % timeout)
-            if self._buf[0] != _CONNACK:
-                raise MQTTError("malformed packet: expected CONNACK (0x20), got 0x%02x" % self._buf[0])
-            n = self._read_length()
-            if n != 2:
-                raise MQTTError("malformed packet: CONNACK of length %d, not 2" % n)
-            self._readinto(self._mv[:2])
-            rc = self._buf[1]
-            if rc:
-                self._refused = rc
-                raise MQTTError("broker refused the connection: %s (%d)"
-                                % (_REFUSED[rc] if rc < len(_REFUSED) else "unknown reason", rc))
-            self.session_present = bool(self._buf[0] & 1)
-            self._ping_at = 0
-            self.connects += 1
-            if not self.session_present:
-                for topic, qos in self._subs.items():
-                    self._subscribe(topic, qos)
-            return self.session_present
-        except BaseException as e:
-            self._close()
-            if isinstance(e, OSError) and not isinstance(e, MQTTError):
-                raise MQTTError("cannot connect to %s:%s: %s" % (self.host, self.port, e))
-            raise
-
-    def _wrap_tls(self):
-        import ssl
-        params = dict(self.ssl_params)
-        if "cadata" in params:  # a CA given means: check the broker against it
-            params.setdefault("cert_reqs", ssl.CERT_REQUIRED)
-        try:
-            return ssl.wrap_socket(self._raw, **params)
-        except (OSError, ValueError) as e:  # mbedtls reports a bad certificate as ValueError
-            raise MQTTError("TLS handshake with the broker failed: %s" % str(e).strip())
-
-    def _connect_packet(self):
-        flags = 2 if self.clean_session else 0
-        payload = _field(self.client_id)
-        if self.will:
-            topic, msg, retain, qos = self.will
-            flags |= 4 | qos << 3 | (0x20 if retain else 0)
-            payload += _field(topic) + _field(msg)
-        if self.user is not None:
-            flags |= 0x80
-            payload += _field(self.user)
-            if self.password is not None:
-                flags |= 0x40
-                payload += _field(self.password)
-        body = b"\x00\x04MQTT\x04" + bytes((flags, self.keepalive >> 8, self.keepalive & 0xFF)) + payload
-        return bytes(self._mv[:self._header(0x10, len(body))]) + body
+        return upet.transient("mqtt_connect", "connect", self, timeout)
 
     def ensure_connected(self, timeout=None):
         """Reconnects if the connection is closed, retrying with backoff for up to `timeout` seconds
@@ -200,17 +115,7 @@ class MQTTClient:
         is raised at once: trying again would not help."""
         if self.sock is not None:
             return False
-        deadline, delay = _deadline(timeout), 500
-        while True:
-            try:
-                self.connect(self._timeout)
-                return True
-            except OSError:
-                if self._refused not in (0, 3) or _ms_left(deadline) <= 0:
-                    raise
-            pause = delay + delay * (random.getrandbits(8) - 128) // 512  # +-25%
-            time.sleep_ms(max(0, min(pause, _ms_left(deadline))))
-            delay = min(delay * 2, 30000)
+        return upet.transient("mqtt_connect", "ensure_connected", self, timeout)
 
     def disconnect(self):
         """Closes cleanly: the broker keeps the session and does not publish the last will."""
@@ -230,10 +135,6 @@ class MQTTClient:
                     pass
         self.sock = self._raw = None
 
-    def _connected(self):
-        if self.sock is None:
-            raise MQTTError("not connected to the broker (call ensure_connected)")
-
     # -- publish and subscribe -------------------------------------------------------------------
 
     def publish(self, topic, payload, qos=0, retain=False, timeout=60):
@@ -244,56 +145,55 @@ class MQTTClient:
         """Publishes `length` bytes that `fill(write)` writes in pieces. QoS 1 blocks until PUBACK,
         handling incoming packets meanwhile; it may call fill again to resend after a reconnect,
         so fill must write the same bytes each time."""
-        topic = _bytes(topic)
-        if qos == 0:
-            self._connected()
-            return self._send_publish(0, topic, length, fill, 0, retain, 0)
-        if qos != 1:
+        topic = topic.encode() if isinstance(topic, str) else topic
+        if qos not in (0, 1):
             raise ValueError("QoS must be 0 or 1")
-        deadline, pid, dup = _deadline(timeout), self._next_pid(), 0
+        n = 2 + len(topic) + 2 * qos + length
+        if len(topic) > 0xFFFF or n > 0xFFFFFFF:
+            raise ValueError("topic or payload too long")
+        pid = dup = 0
+        if qos:
+            self._pid = pid = self._pid % 0xFFFF + 1
+        deadline = _deadline(timeout)
         try:
             while True:
                 try:
                     if self.sock is None:
+                        if not qos:  # sent once, on the connection there is
+                            raise MQTTError("not connected to the broker")
                         self.ensure_connected(None if deadline is None else _ms_left(deadline) / 1000)
                     self._unacked = pid
-                    dup, first = 8, dup  # every later attempt is a redelivery
-                    self._send_publish(pid, topic, length, fill, 1, retain, first)
+                    buf = self._buf
+                    i = self._header(_PUBLISH | dup | qos << 1 | (1 if retain else 0), n)
+                    buf[i], buf[i + 1] = len(topic) >> 8, len(topic) & 0xFF
+                    buf[i + 2], buf[i + 3] = pid >> 8, pid & 0xFF  # sent with QoS 1 only
+                    self._write(buf[:i + 2])
+                    self._write(topic)
+                    if qos:
+                        self._write(buf[i + 2:i + 4])
+                    self._left = length
+                    fill(self._fill_write)
+                    if self._left:
+                        raise ValueError("fill wrote more or fewer bytes than announced")
+                    dup = 8  # every later attempt is a redelivery
                     while self._unacked:
                         if _ms_left(deadline) <= 0:
-                            raise MQTTError("no PUBACK from the broker within %s s" % timeout)
+                            raise MQTTError("no %s from the broker within %s s" % ("PUBACK", timeout))
                         self._poll(_ms_left(deadline))
                     return
                 except OSError:
                     self._close()
-                    if self._refused not in (0, 3) or _ms_left(deadline) <= 0:
+                    if not qos or self._refused not in (0, 3) or _ms_left(deadline) <= 0:
                         raise
+                except BaseException:
+                    self._close()  # a packet cut short: the broker cannot read on
+                    raise
         finally:
             self._unacked = 0
 
-    def _send_publish(self, pid, topic, length, fill, qos, retain, dup):
-        n = 2 + len(topic) + (2 if qos else 0) + length
-        if len(topic) > 0xFFFF or n > 0xFFFFFFF:
-            raise ValueError("topic or payload too long for MQTT")
-        try:
-            i = self._header(_PUBLISH | dup | qos << 1 | (1 if retain else 0), n)
-            self._buf[i], self._buf[i + 1] = len(topic) >> 8, len(topic) & 0xFF
-            self._write(self._mv[:i + 2])
-            self._write(topic)
-            if qos:
-                self._buf[0], self._buf[1] = pid >> 8, pid & 0xFF
-                self._write(self._mv[:2])
-            self._left = length
-            fill(self._fill_write)
-            if self._left:
-                raise ValueError("fill wrote %d bytes of the %d announced" % (length - self._left, length))
-        except BaseException:
-            self._close()  # a packet cut short: the broker cannot read on
-            raise
-
     def _fill_write(self, data):
         if len(data) > self._left:
-            raise ValueError("fill wrote more bytes than the length announced")
+            raise ValueError("fill wrote more or fewer bytes than announced")
         self._write(data)
         self._left -= len(data)
 
@@ -301,33 +201,35 @@ class MQTTClient:
         """Subscribes and waits for SUBACK; the topic is renewed after reconnects that lost the session."""
         if qos not in (0, 1):
             raise ValueError("QoS must be 0 or 1")
-        self._connected()
-        self._subs[_bytes(topic)] = qos
-        return self._subscribe(_bytes(topic), qos)
-
-    def _subscribe(self, topic, qos):
-        pid = self._sub_pid = self._next_pid()
+        if self.sock is None:
+            raise MQTTError("not connected to the broker")
+        topic = topic.encode() if isinstance(topic, str) else topic
+        self._subs[topic] = qos
+        self._pid = pid = self._sub_pid = self._pid % 0xFFFF + 1
+        buf = self._buf
         i = self._header(0x82, 5 + len(topic))
-        self._buf[i:i + 4] = bytes((pid >> 8, pid & 0xFF, len(topic) >> 8, len(topic) & 0xFF))
-        self._write(self._mv[:i + 4])
+        buf[i], buf[i + 1] = pid >> 8, pid & 0xFF
+        buf[i + 2], buf[i + 3], buf[i + 4] = len(topic) >> 8, len(topic) & 0xFF, qos
+        self._write(buf[:i + 4])
         self._write(topic)
-        self._write(bytes((qos,)))
+        self._write(buf[i + 4:i + 5])
         deadline = _deadline(self._timeout)
         while self._sub_pid:
             if _ms_left(deadline) <= 0:
                 self._close()
-                raise MQTTError("no SUBACK from the broker within %s s" % self._timeout)
+                raise MQTTError("no %s from the broker within %s s" % ("SUBACK", self._timeout))
             self._poll(_ms_left(deadline))
         if self._sub_rc == 0x80:
             self._subs.pop(topic, None)
-            raise MQTTError("broker refused the subscription to %s" % topic.decode())
+            raise MQTTError("subscription to %s refused" % topic.decode())
         return self._sub_rc
 
     # -- receiving -------------------------------------------------------------------------------
 
     def check_msg(self):
         """Handles the packets that have arrived, without waiting; True if a PUBLISH was delivered."""
-        self._connected()
+        if self.sock is None:
+            raise MQTTError("not connected to the broker")
         got = False
         while True:
             kind = self._poll(0)
@@ -337,7 +239,8 @@ class MQTTClient:
 
     def wait_msg(self, timeout=None):
         """Waits up to `timeout` seconds (None: forever) until a PUBLISH was delivered; False if none."""
-        self._connected()
+        if self.sock is None:
+            raise MQTTError("not connected to the broker")
         deadline = _deadline(timeout)
         while _ms_left(deadline) > 0:
             if self._poll(_ms_left(deadline)) == _PUBLISH:
@@ -346,13 +249,14 @@ class MQTTClient:
 
     def _poll(self, ms):
         """Waits up to ms for one packet (less if a ping is due) and handles it; returns its type."""
+        buf = self._buf
         try:
             if self.keepalive:
                 now, period = time.ticks_ms(), self.keepalive * 1000
                 if self._ping_at:
                     waited = time.ticks_diff(now, self._ping_at)
                     if waited >= period:
-                        raise MQTTError("no PINGRESP from the broker within %d s: connection lost" % self.keepalive)
+                        raise MQTTError("no %s from the broker within %s s" % ("PINGRESP", self.keepalive))
                     ms = min(ms, period - waited)
                 else:
                     idle = time.ticks_diff(now, self._last_tx)
@@ -362,62 +266,55 @@ class MQTTClient:
                         ms = min(ms, period)
                     else:
                         ms = min(ms, period // 2 - idle)
-            if not self._wait_byte(ms):
+            if not self._readinto(buf[:1], ms):
                 return None
-            return self._handle(self._buf[0])
+            first, n = buf[0], 0
+            for shift in (0, 7, 14, 21):  # the remaining length (upet.mqtt_connect reads CONNACK's)
+                self._readinto(buf[:1])
+                n |= (buf[0] & 0x7F) << shift
+                if not buf[0] & 0x80:
+                    break
+            else:
+                raise MQTTError("malformed packet: remaining length > 4 bytes")
+            kind, qos = first & 0xF0, (first >> 1) & 3
+            if kind == _PUBLISH and qos < 2:  # we subscribe with QoS 0 or 1 only
+                self._readinto(buf[:2])
+                size = buf[0] << 8 | buf[1]
+                head = 2 + size + 2 * qos
+                if head > n or size > _MAX_TOPIC:
+                    raise MQTTError("malformed or oversized PUBLISH topic: %d bytes" % size)
+                topic = bytearray(size)
+                self._readinto(memoryview(topic))
+                if qos:
+                    self._readinto(buf[:2])
+                    pid = buf[0] << 8 | buf[1]
+                reader = Reader(self, n - head)
+                if self._cb is not None:
+                    self._cb(bytes(topic), reader, bool(first & 1))
+                reader.skip()
+                if qos:
+                    buf[0], buf[1], buf[2], buf[3] = _PUBACK, 2, pid >> 8, pid & 0xFF
+                    self._write(buf[:4])
+            elif kind in (_PUBACK, _SUBACK, _PINGRESP):
+                want = 2 if kind == _PUBACK else 3 if kind == _SUBACK else 0
+                if n != want:
+                    raise MQTTError("unexpected packet from the broker: type 0x%02x, length %d" % (first, n))
+                self._readinto(buf[:n])
+                pid = buf[0] << 8 | buf[1]
+                if kind == _PINGRESP:
+                    self._ping_at = 0
+                elif kind == _PUBACK and pid == self._unacked:
+                    self._unacked = 0
+                elif kind == _SUBACK and pid == self._sub_pid:
+                    self._sub_pid, self._sub_rc = 0, buf[2]
+            else:
+                raise MQTTError("unexpected packet from the broker: type 0x%02x, length %d" % (first, n))
+            return kind
         except BaseException:
             self._close()
             raise
 
-    def _handle(self, first):
-        n = self._read_length()
-        kind = first & 0xF0
-        if kind == _PUBLISH:
-            self._deliver(first, n)
-        elif kind in (_PUBACK, _SUBACK, _PINGRESP):
-            want = 2 if kind == _PUBACK else 3 if kind == _SUBACK else 0
-            if n != want:
-                raise MQTTError("malformed packet: type 0x%02x with length %d, not %d" % (first, n, want))
-            self._readinto(self._mv[:n])
-            pid = self._buf[0] << 8 | self._buf[1]
-            if kind == _PINGRESP:
-                self._ping_at = 0
-            elif kind == _PUBACK and pid == self._unacked:
-                self._unacked = 0
-            elif kind == _SUBACK and pid == self._sub_pid:
-                self._sub_pid, self._sub_rc = 0, self._buf[2]
-        else:
-            raise MQTTError("malformed packet: unexpected type 0x%02x from the broker" % first)
-        return kind
-
-    def _deliver(self, first, n):
-        qos = (first >> 1) & 3
-        if qos > 1:
-            raise MQTTError("broker sent a QoS %d PUBLISH; only QoS 0 and 1 are subscribed" % qos)
-        self._readinto(self._mv[:2])
-        head = 2 + (self._buf[0] << 8 | self._buf[1]) + 2 * qos
-        if head > n:
-            raise MQTTError("malformed packet: PUBLISH topic longer than the packet")
-        if head - 2 - 2 * qos > _MAX_TOPIC:
-            raise MQTTError("received topic longer than %d bytes" % _MAX_TOPIC)
-        topic = bytearray(head - 2 - 2 * qos)
-        self._readinto(memoryview(topic))
-        if qos:
-            self._readinto(self._mv[:2])
-            pid = self._buf[0] << 8 | self._buf[1]
-        reader = Reader(self, n - head)
-        if self._cb is not None:
-            self._cb(bytes(topic), reader, bool(first & 1))
-        reader.skip()
-        if qos:
-            self._buf[0:4] = bytes((_PUBACK, 2, pid >> 8, pid & 0xFF))
-            self._write(self._mv[:4])
-
     # -- bytes on the wire -----------------------------------------------------------------------
-
-    def _next_pid(self):
-        self._pid = self._pid % 0xFFFF + 1
-        return self._pid
 
     def _header(self, first, n):
         """Fixed header into self._buf; returns its length."""
@@ -430,61 +327,44 @@ class MQTTClient:
             if not n:
                 return i
 
-    def _read_length(self):
-        n = 0
-        for shift in (0, 7, 14, 21):
-            self._readinto(self._mv[:1])
-            n |= (self._buf[0] & 0x7F) << shift
-            if not self._buf[0] & 0x80:
-                return n
-        raise MQTTError("malformed packet: remaining length > 4 bytes")
-
-    def _settimeout(self, t):
-        if t != self._tmo:
-            self._raw.settimeout(t)
-            self._tmo = t
-
-    def _wait_byte(self, ms):
-        """Reads a packet's first byte into self._buf[0] if one comes within ms."""
-        deadline = _deadline(ms / 1000)
-        while True:
-            self._settimeout(0)
-            try:
-                n = self.sock.readinto(self._mv[:1])
-            except OSError as e:
-                n = _lost(e)
-            if n == 0:
-                raise MQTTError("connection closed by the broker")
-            if n:
-                return True
-            if _ms_left(deadline) <= 0:
-                return False
-            self._poller.poll(_ms_left(deadline))  # TLS: readable may still be no whole record, so read again
-
-    def _readinto(self, mv):
-        self._settimeout(self._timeout)
+    def _readinto(self, buf, ms=None):
+        """Fills buf from the socket; each read waits up to the connect timeout. Given ms (for the
+        first byte of a packet), False if nothing came within ms. That wait polls and reads without
+        blocking: a TLS socket whose read timed out cannot be used any more."""
+        deadline = None if ms is None else _deadline(ms / 1000)
         pos = 0
-        while pos < len(mv):
+        while pos < len(buf):
+            self._raw.settimeout(self._timeout if ms is None else 0)
             try:
-                n = self.sock.readinto(mv[pos:])
+                n = self.sock.readinto(buf[pos:])
             except OSError as e:
-                n = _lost(e)
+                if e.args[0] not in (errno.ETIMEDOUT, errno.EAGAIN):
+                    raise MQTTError("connection lost: %s" % e)
+                n = None
             if n is None:
-                raise MQTTError("timed out in the middle of a packet from the broker")
+                if ms is None:
+                    raise MQTTError("timed out in the middle of a packet")
+                if _ms_left(deadline) <= 0:
+                    return False
+                self._poller.poll(_ms_left(deadline))  # TLS: readable may be no whole record yet
+                continue
             if n == 0:
                 raise MQTTError("connection closed by the broker")
             pos += n
+        return True
 
     def _write(self, data):
-        self._settimeout(self._timeout)
+        self._raw.settimeout(self._timeout)
         mv = memoryview(data)
         pos = 0
         while pos < len(mv):
             try:
                 n = self.sock.write(mv[pos:])
             except OSError as e:
-                n = _lost(e)
+                if e.args[0] not in (errno.ETIMEDOUT, errno.EAGAIN):
+                    raise MQTTError("connection lost: %s" % e)
+                n = None
             if n is None:
-                raise MQTTError("timed out writing to the broker")
+                raise MQTTError("timed out in the middle of a packet")
             pos += n
         self._last_tx = time.ticks_ms()
