@@ -165,6 +165,7 @@ class MQTTClient:
                     self._unacked = pid
                     buf = self._buf
                     i = self._header(_PUBLISH | dup | qos << 1 | (1 if retain else 0), n)
+                    dup = 8  # every later attempt is a redelivery, even if this one breaks off
                     buf[i], buf[i + 1] = len(topic) >> 8, len(topic) & 0xFF
                     buf[i + 2], buf[i + 3] = pid >> 8, pid & 0xFF  # sent with QoS 1 only
                     self._write(buf[:i + 2])
@@ -175,7 +176,6 @@ class MQTTClient:
                     fill(self._fill_write)
                     if self._left:
                         raise ValueError("fill wrote more or fewer bytes than announced")
-                    dup = 8  # every later attempt is a redelivery
                     while self._unacked:
                         if _ms_left(deadline) <= 0:
                             raise MQTTError("no %s from the broker within %s s" % ("PUBACK", timeout))
