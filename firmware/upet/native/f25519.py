@@ -66,8 +66,10 @@ def load(ws: ptr16, slot: int, table: ptr8, index: int):
 
 
 @micropython.viper
-def _pack(ws: ptr16, slot: int, out: ptr8):
-    """The canonical encoding of slot (fully reduced mod p) into out[0:32]."""
+def get(ws: ptr16, slot: int):
+    """The canonical 32-byte encoding of the element in slot (fully reduced mod p)."""
+    buf = bytearray(32)
+    out = ptr8(buf)
     s = ptr16(int(ws) + slot * 40)
     t = ws  # scratch slot 0
     i = 0
@@ -116,13 +118,7 @@ def _pack(ws: ptr16, slot: int, out: ptr8):
             bits -= 8
             k += 1
         i += 1
-
-
-def get(ws, slot):
-    """The canonical 32-byte encoding of the element in slot."""
-    out = bytearray(32)
-    _pack(ws, slot, out)
-    return bytes(out)
+    return bytes(buf)
 
 
 @micropython.viper
