@@ -30,7 +30,7 @@ import time, os
 import upet.kernels
 upet.kernels.force_fallback = {fallback}
 from upet import box, kernels
-salsa = kernels.load("salsa")
+k = kernels.load("box")
 try:
     from upet import crypto, x25519
 except ImportError:
@@ -54,7 +54,7 @@ def sym(msg):
     box.secretbox_into(memoryview(out)[32:], box.blake2b(pk + pk, 24), box.hsalsa20(key, bytes(16)), False)
 def xsalsa20(buf):
     st = box.salsa_state(box.hsalsa20(key, nonce[:16]), nonce[16:] + bytes(8))
-    salsa.xor(st, buf, 0, len(buf), 0)
+    k.salsa20_xor(st, buf, 0, len(buf), 0)
 buf = bytearray(4096)
 print("blake2b_64", best(lambda: box.blake2b(pk + pk, 24), 20))
 print("hsalsa20", best(lambda: box.hsalsa20(key, nonce[:16]), 20))

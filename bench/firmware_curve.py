@@ -45,10 +45,9 @@ import time, gc
 {prelude}
 from upet.x25519 import x25519, x25519_base
 from upet import ed25519
-from upet.ed25519 import public_key, sign
+from upet.ed25519 import public_key, sha512, sign
 from upet.ed25519_verify import verify
 from upet.crypto import ed25519_sign_with_pk as sign_with_pk
-from upet.sha512 import sha512
 def sign_new_seed():
     ed25519._last = None  # forget the remembered public key
     return sign(SEED, MSG)

@@ -12,13 +12,13 @@ computed once, each further recipient costs one scalar multiplication. Both
 directions work in place on the caller's buffer, so a message costs no second
 copy of itself. upet.crypto adds the forms that return new bytes.
 
-Kernels (upet/native/<name>.py, or the Python fallback): `salsa` XORs the
-keystream on a 128-byte state, the 16-word Salsa20 input (constants, key,
-nonce, 64-bit block counter, little-endian words) then one block of
-keystream, through ptr32 in the byte order of the board (all the supported
-ones are little-endian); `poly1305` absorbs blocks into a state of 10-limb
-h, r and 5 r; `blake2b` is the compression function (on boards, 64-bit words
-in plain Python are big integers).
+Kernels (`upet.kernels.load("box")`: upet/native/box.py, or the Python
+fallback): `salsa20_xor` XORs the keystream on a 128-byte state, the 16-word
+Salsa20 input (constants, key, nonce, 64-bit block counter, little-endian
+words) then one block of keystream, through ptr32 in the byte order of the
+board (all the supported ones are little-endian); `poly1305_blocks` absorbs
+blocks into a state of 10-limb h, r and 5 r; `blake2b_compress` is BLAKE2b's
+compression function (on boards, 64-bit words in plain Python are big integers).
 """
 
 import os
@@ -27,9 +27,7 @@ import struct
 from upet import kernels
 from upet.x25519 import x25519, x25519_base
 
-_salsa = kernels.load("salsa")
-_poly = kernels.load("poly1305")
-_blake = kernels.load("blake2b")
+_k = kernels.load("box")
 _SIGMA = b"expand 32-byte k"  # Salsa20's constants, words 0, 5, 10, 15
 _IV = (b"\x08\xc9\xbc\xf3\x67\xe6\x09\x6a\x3b\xa7\xca\x84\x85\xae\x67\xbb"  # BLAKE2b's, 8 little-endian words
        b"\x2b\xf8\x94\xfe\x72\xf3\x6e\x3c\xf1\x36\x1d\x5f\x3a\xf5\x4f\xa5"
@@ -55,7 +53,7 @@ def hsalsa20(key, nonce16):
     subtracted again here; the input words there are the constants and the nonce.
     """
     z = bytearray(64)
-    _salsa.xor(salsa_state(key, nonce16), z, 0, 64, 0)  # XOR onto zeros: the block itself
+    _k.salsa20_xor(salsa_state(key, nonce16), z, 0, 64, 0)  # XOR onto zeros: the block itself
     x = struct.unpack("<8I", _SIGMA + bytes(nonce16))
     for j in range(8):
         i = 4 * b"\x00\x05\x0a\x0f\x06\x07\x08\x09"[j]
@@ -74,12 +72,12 @@ def poly1305(key, data):
         struct.pack_into("<I", st, 80 + 4 * i, 5 * limb)
     n = len(data)
     full = n & ~15
-    _poly.blocks(st, data, 0, full, 1)
+    _k.poly1305_blocks(st, data, 0, full, 1)
     if full < n:
         last = bytearray(16)
         last[0:n - full] = memoryview(data)[full:]
         last[n - full] = 1
-        _poly.blocks(st, last, 0, 16, 0)
+        _k.poly1305_blocks(st, last, 0, 16, 0)
     h = 0
     for i in range(9, -1, -1):
         h = (h << 13) + struct.unpack_from("<I", st, 4 * i)[0]
@@ -106,7 +104,7 @@ def blake2b(data, digest_size=64):
             block[take:128] = bytes(128 - take)
         state[64:128] = state[0:64]
         state[128:192] = _IV
-        _blake.compress(state, block, off + take, last)
+        _k.blake2b_compress(state, block, off + take, last)
         off += take
         if last:
             return bytes(state[0:digest_size])
@@ -121,10 +119,10 @@ def secretbox_into(box, nonce, key, opening):
     """
     s = salsa_state(hsalsa20(key, nonce[0:16]), bytes(nonce[16:24]) + bytes(8))
     otk = bytearray(32)  # the one-time Poly1305 key: the keystream's first 32 bytes
-    _salsa.xor(s, otk, 0, 32, 0)
+    _k.salsa20_xor(s, otk, 0, 32, 0)
     n = len(box) - 16
     if not opening:
-        _salsa.xor(s, box, 16, n, 32)
+        _k.salsa20_xor(s, box, 16, n, 32)
     tag = poly1305(otk, memoryview(box)[16:])
     if opening:
         d = 0
@@ -132,7 +130,7 @@ def secretbox_into(box, nonce, key, opening):
             d |= tag[i] ^ box[i]
         if d:
             raise ValueError("box does not authenticate")
-        _salsa.xor(s, box, 16, n, 32)
+        _k.salsa20_xor(s, box, 16, n, 32)
     else:
         box[0:16] = tag
 

@@ -42,10 +42,9 @@ def ed25519_sign_with_pk(seed, pk, msg):
     carry it), so that it is not derived again: upet.ed25519 remembers it as the key
     pair of seed."""
     from upet import ed25519
-    from upet.sha512 import sha512
     if len(seed) != 32 or len(pk) != 32:
         raise ValueError("Ed25519 seeds and public keys are 32 bytes")
-    ed25519._last = (sha512(seed), bytes(pk))
+    ed25519._last = (ed25519.sha512(seed), bytes(pk))
     return ed25519.sign(seed, msg)
 
 

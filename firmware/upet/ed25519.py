@@ -9,18 +9,93 @@ doublings remain. The table (9 points of 96 bytes a row, with the identity:
 3.5 KB for the default 4 rows) is built on first use by upet.ed25519_table,
 which is loaded for that call only; `set_table_rows(1)` makes it under 1 KB
 and signing about twice as slow. Verification is upet.ed25519_verify.
+
+`sha512(*parts)` is Ed25519's hash, SHA-512 (FIPS 180-4), here as the boards'
+hashlib has none. It hashes the concatenation of its arguments without joining
+them, so a prefix and a message are hashed in place. The compression function
+is the kernel `sha512_compress` of the f25519 set: viper with 64-bit words
+kept as pairs of 32-bit halves, or plain Python integers.
 """
 
+import struct
 from array import array
 
 from micropython import const
 
 from upet import transient
 from upet import x25519 as _x
-from upet.sha512 import sha512
 
 f = _x.f
 run = _x.run
+
+
+def _roots(root, count, words):
+    """The first 64 bits of the fractional parts of the root-th roots of the
+    first `count` primes (SHA-512's round constants and initial hash value),
+    as 32-bit halves, high half first, at the start of `words` zero words.
+    Computed, so no table sits in the code; run as the module loads and then
+    dropped, so neither does this code."""
+    out = array("I", bytes(4 * words))
+    p = 1
+    i = 0
+    while i < 2 * count:
+        p += 1
+        q = 2
+        while q * q <= p and p % q:
+            q += 1
+        if q * q > p:  # a prime
+            n = p << (64 * root)
+            x = 1 << 67  # above the root for every prime up to 512
+            while True:  # Newton's method from above ends on the integer root
+                y = ((root - 1) * x + n // x ** (root - 1)) // root
+                if y >= x:
+                    break
+                x = y
+            out[i] = (x >> 32) & 0xFFFFFFFF
+            out[i + 1] = x & 0xFFFFFFFF
+            i += 2
+    return out
+
+
+_KW = _roots(3, 80, 160)
+_IV = _roots(2, 8, 16)
+del _roots
+
+
+def sha512(*parts):
+    """The SHA-512 digest of the concatenation of parts (bytes, bytearrays or memoryviews)."""
+    # 8 words as 16 halves, high half first, then the kernel's scratch for the message schedule
+    h = array("I", bytes(704))
+    h[0:16] = _IV
+    block = bytearray(256)  # a block being filled; then the padding, one block or two
+    fill = 0
+    length = 0
+    for data in parts:
+        mv = memoryview(data)
+        n = len(mv)
+        length += n
+        i = 0
+        while i < n:
+            if not fill and n - i >= 128:  # whole blocks straight from the data
+                f.sha512_compress(h, _KW, mv[i:i + 128])
+                i += 128
+                continue
+            take = min(128 - fill, n - i)
+            block[fill:fill + take] = mv[i:i + take]
+            fill += take
+            i += take
+            if fill == 128:
+                f.sha512_compress(h, _KW, block)
+                fill = 0
+    end = 256 if fill >= 112 else 128
+    block[fill] = 0x80
+    for i in range(fill + 1, end - 16):
+        block[i] = 0
+    block[end - 16:end] = (length * 8).to_bytes(16, "big")
+    f.sha512_compress(h, _KW, block)
+    if end == 256:
+        f.sha512_compress(h, _KW, memoryview(block)[128:])
+    return struct.pack(">16I", *h[0:16])
 
 # the order of B, 2^252 + 27742317777372353535851937790883648493, as one constant
 L = 7237005577332262213973186563042994240857116359379907606001950938285454250989

@@ -8,9 +8,8 @@ else built here."""
 from micropython import const
 
 from upet import ed25519 as _ed
-from upet.ed25519 import DBL4, L, MADD, MSUB, digits, encode, f, run
+from upet.ed25519 import DBL4, L, MADD, MSUB, digits, encode, f, run, sha512
 from upet.ed25519_table import AT, CACHE, CADD, CSUB, SET_T, build, constants, copy4, set_point
-from upet.sha512 import sha512
 from upet.x25519 import INV, ONE
 
 _P = const((1 << 255) - 19)
