@@ -68,10 +68,17 @@ class PtyBoard:
         self.proc = subprocess.Popen(["socat", f"PTY,link={port},raw,echo=0",
                                       f"EXEC:{command},pty,rawer,stderr,setsid,ctty"],
                                      cwd=folder, env=env, stdin=subprocess.DEVNULL)
-        wait_for(port.exists, timeout=10, what=f"socat to make {port}")
-        with serial.Serial(str(port), timeout=10) as s:  # the banner: MicroPython is up
-            banner = s.read_until(b">>> ")
-        assert banner.endswith(b">>> "), banner
+        try:
+            wait_for(port.exists, timeout=10, what=f"socat to make {port}")
+            # MicroPython is up when its REPL answers a return (opening the port discards
+            # whatever came before, such as a banner printed in the meantime)
+            with serial.Serial(str(port), timeout=10) as s:
+                s.write(b"\r")
+                prompt = s.read_until(b">>> ")
+            assert prompt.endswith(b">>> "), prompt
+        except BaseException:
+            self.stop()
+            raise
 
     def stop(self):
         if self.proc.poll() is None:
