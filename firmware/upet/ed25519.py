@@ -62,12 +62,18 @@ _IV = _roots(2, 8, 16)
 del _roots
 
 
+# One hash at a time, in buffers allocated once (fresh ones per hash would need 1 KB pieces
+# of a heap that is in small pieces mid-round): the state, 8 words as 16 halves, high half
+# first, then the kernel's scratch for the message schedule; a block being filled, then
+# the padding, one block or two.
+_H = array("I", bytes(704))
+_BLOCK = bytearray(256)
+
+
 def sha512(*parts):
     """The SHA-512 digest of the concatenation of parts (bytes, bytearrays or memoryviews)."""
-    # 8 words as 16 halves, high half first, then the kernel's scratch for the message schedule
-    h = array("I", bytes(704))
+    h, block = _H, _BLOCK
     h[0:16] = _IV
-    block = bytearray(256)  # a block being filled; then the padding, one block or two
     fill = 0
     length = 0
     for data in parts:
