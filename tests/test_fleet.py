@@ -18,7 +18,7 @@ import pytest
 
 from tools import digits
 from tools.demo import Site, provision
-from tools.fleet import (DEFAULT_HEAP, FleetError, build_fleet, parse_heap, parse_model, provisioned,
+from tools.fleet import (FleetError, build_fleet, default_heap, parse_heap, parse_model, provisioned,
                          synthetic_error)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -124,7 +124,7 @@ def test_cli_provisions_runs_and_stops_its_devices(tmp_path, sig):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         first = proc.stdout.readline() + proc.stdout.readline()
-        assert "provisioned 2 devices" in first and "2 devices (synthetic:10, heap 192k) running" in first, first
+        assert "provisioned 2 devices" in first and "2 devices (synthetic:10, heap 104k) running" in first, first
         devices = [pid for pid, _ in processes_using(tmp_path) if pid != proc.pid]
         assert len(devices) == 2
         proc.send_signal(sig)
@@ -191,7 +191,7 @@ def test_killed_devices_restart_and_rounds_go_on(tmp_path):
     fleet = None
     try:
         site.start(say=lambda line: None)
-        fleet = build_fleet(tmp_path / "fleet", workload, DEFAULT_HEAP["synthetic"], count,
+        fleet = build_fleet(tmp_path / "fleet", workload, default_heap(workload), count,
                             ("127.0.0.1", site.broker_port), kill_every=4, restart_after=1, seed=1)
         fleet.start()
         events, completed = [], []

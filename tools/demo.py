@@ -29,8 +29,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from tools.fleet import (DEFAULT_HEAP, FIRMWARE, MICROPYTHON, Child, Fleet, FleetError, Stopped, Workload,
-                         build_fleet, leftover_children, parse_heap, parse_model, stop_on_signals)
+from tools.fleet import (FIRMWARE, HEAP_HELP, MICROPYTHON, Child, Fleet, FleetError, Stopped, Workload,
+                         build_fleet, default_heap, leftover_children, parse_heap, parse_model, stop_on_signals)
 
 MIN_DEVICES = 4  # one sum participant and the three updates a round needs at least
 MAX_DEVICES = 1000  # updates the MCU mask config W32/F32/b2/m10 can add up in one round (1024)
@@ -376,7 +376,7 @@ def fresh(out: Path) -> None:
 
 def run(args, say=print) -> dict:
     workload = parse_model(args.model)
-    heap = parse_heap(args.heap or DEFAULT_HEAP[workload.kind])
+    heap = parse_heap(args.heap or default_heap(workload))
     out: Path = args.out
     fresh(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -435,7 +435,7 @@ def _parser() -> argparse.ArgumentParser:
                     "number of rounds. Prints live progress and the final accuracy next to a "
                     "centrally trained model; writes OUT/summary.json and OUT/accuracy.png.",
         epilog="make demo passes ROUNDS=, DEVICES=, HEAP= and MODEL= as --rounds, --devices, --heap\n"
-               "and --model, e.g.  make demo MODEL=synthetic:10000 HEAP=192k DEVICES=6 ROUNDS=2\n"
+               "and --model, e.g.  make demo MODEL=synthetic:10000 HEAP=128k DEVICES=6 ROUNDS=2\n"
                "Ctrl-C stops every process the demo started.")
     p.add_argument("--rounds", type=int, default=10, metavar="N", help="completed rounds to run (default 10)")
     p.add_argument("--devices", type=int, default=20, metavar="N",
@@ -445,7 +445,7 @@ def _parser() -> argparse.ArgumentParser:
                         "(N weights, no data); default digits")
     p.add_argument("--heap", metavar="SIZE",
                    help="micropython heap per device, e.g. 128k (default: "
-                        + ", ".join(f"{k} {v}" for k, v in DEFAULT_HEAP.items()) + ")")
+                        + HEAP_HELP + ")")
     p.add_argument("--out", type=Path, default=Path("demo-out"), metavar="DIR",
                    help="where results, logs and the devices' folders go (default demo-out)")
     p.add_argument("--kill-every", type=float, metavar="S", help="kill -9 a random device every S seconds")

@@ -46,10 +46,10 @@ MAIN = ROOT / "firmware" / "main.py"
 LOG = "device.log"
 MAX_SYNTHETIC = 1_000_000
 
-# The heap each device gets unless told otherwise: what a round needs on the x64 Unix port
-# today, where upet's code sits in the heap beside the model (docs/demo.md): digits (650
-# weights) runs in 104k, synthetic:10000 in 144k; these leave a margin.
-DEFAULT_HEAP = {"digits": "128k", "synthetic": "192k"}
+# The heap each device gets unless told otherwise (default_heap): what a round needs on the
+# x64 Unix port, where upet's code sits in the heap beside the model (docs/demo.md), with a
+# margin: digits (650 weights) runs in 88k, synthetic:10000 in 128k.
+HEAP_HELP = "digits 96k, synthetic:N 96k plus 4N bytes rounded up to 8k"
 
 # Local training of the digits devices: tuned so that 10 rounds of 20 devices with non-IID
 # shards come close to a centrally trained model (docs/demo.md). The scalar is small because
@@ -125,6 +125,13 @@ def parse_model(text: str) -> Workload:
         return Workload("synthetic", int(m.group(1)))
     raise FleetError(f"the model must be digits or synthetic:N with N from 1 to {MAX_SYNTHETIC} "
                      f"weights, got {text!r}")
+
+
+def default_heap(workload: Workload) -> str:
+    """The heap per device unless told otherwise: HEAP_HELP."""
+    if workload.kind == "digits":
+        return "96k"
+    return f"{96 + -(-4 * workload.length // 8192) * 8}k"
 
 
 def parse_heap(text: str) -> str:
@@ -425,7 +432,7 @@ def _parser() -> argparse.ArgumentParser:
                         "(N weights); default digits")
     p.add_argument("--heap", metavar="SIZE",
                    help="micropython -X heapsize per device, e.g. 128k (default: "
-                        + ", ".join(f"{k} {v}" for k, v in DEFAULT_HEAP.items()) + ")")
+                        + HEAP_HELP + ")")
     p.add_argument("--broker", metavar="HOST:PORT",
                    help="point every device at this broker (default: what each config.json says)")
     p.add_argument("--kill-every", type=float, metavar="S", help="kill -9 a random running device every S seconds")
@@ -449,7 +456,7 @@ def _check_args(args) -> tuple[Workload, str, tuple[str, int] | None]:
     if args.restart_after is not None and args.kill_every is None:
         raise FleetError("--restart-after needs --kill-every")
     workload = parse_model(args.model)
-    heap = parse_heap(args.heap or DEFAULT_HEAP[workload.kind])
+    heap = parse_heap(args.heap or default_heap(workload))
     return workload, heap, parse_broker(args.broker) if args.broker else None
 
 
