@@ -9,7 +9,7 @@ the coordinator starts: the device keys are chosen to sum in one round and
 update in another.
 
 Heap: each device runs with a fixed -X heapsize (PET_TEST_HEAP overrides it).
-On the Unix port the participant's code (upet's bytecode and its MQTT client, about 45 KB
+On the Unix port the participant's code (upet's bytecode and its MQTT client, about 42 KB
 of heap) sits in the heap beside the model, so
 the figures are far above a board's with upet frozen; the lowest heaps that
 passed are noted beside the constants. PET_TEST_MEM=1 makes a device log its live
