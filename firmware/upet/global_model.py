@@ -8,10 +8,16 @@ from array import array
 
 
 def read(p, reader):
-    """Reads it into p.model (a new array when the length changed) and hands it to p.on_model."""
+    """Reads it into p.model (a new array when the round's length changed) and hands it to
+    p.on_model; a length that is neither the app's model's nor the round's raises ValueError."""
     round_id, n = struct.unpack("<QI", reader.read(12))
     if reader.length != 12 + 4 * n or round_id == p.model_round or p._borrowed:
         return
+    known = [len(p.model)] if p.model is not None else []
+    if p.params is not None:
+        known.append(p.params.model_length)
+    if known and n not in known:  # neither the app's model nor the round's: not one for this device
+        raise ValueError("a model of %d weights, not this device's" % n)
     if p.model is None or len(p.model) != n:
         p.model = None
         p.model = array("f", range(n))  # one allocation of 4n bytes

@@ -113,7 +113,7 @@ class Participant:
                 self._incoming = r.read(136)
             elif t.endswith("/ack") and n < 1024:
                 ack = json.loads(r.read(n))
-                if ack.get("msg") == self._pending:
+                if isinstance(ack, dict) and ack.get("msg") == self._pending:
                     self._verdict = ack
             elif t == "model/global" and n >= 12:
                 transient("global_model", "read", self, r)
@@ -127,7 +127,7 @@ class Participant:
                     self._sums = sums  # sum pk || ephemeral pk, 64 bytes a sum participant
             elif t == "round/seeds/" + self.me and n and self.phase == "sum2" and not self.sending:
                 transient("seeds", "read", self, r)
-        except ValueError as e:
+        except (ValueError, MemoryError) as e:  # malformed, or too large for this board: ignored
             self.log(t, "refused:", e)
         r.skip()
 
@@ -165,7 +165,11 @@ class Participant:
             if raw[64:96] in self._left:  # a broker restored from its saved state serves old parameters
                 self.log("ignoring the parameters of an earlier round", raw[64:68].hex())
                 return False
-            return self._new_round(raw)
+            try:
+                return self._new_round(raw)
+            except ValueError as e:  # the round goes on without this device
+                self.log("round parameters refused:", e)
+                return False
         if self.params is None or self.phase == "awaiting":
             return False
         if self.sending:
@@ -288,7 +292,11 @@ class Participant:
         if self.phase == "update" and self._sums is None:
             return False  # after a reset: the sum dict comes again with the subscription
         if self._sealed is None:
-            self._build()
+            try:
+                self._build()
+            except ValueError as e:  # e.g. a NaN weight, or a coordinator key of low order in the parameters
+                self.log(self.phase, "cannot be sent:", e)
+                return self._enter("awaiting")
             return self._publish()
         v = self._verdict
         if v is None:

@@ -32,10 +32,12 @@ def eligible(signature, prob):
 
 
 def new_round(p, raw):
-    """Sets p.params and p.state for the round of these parameters; returns the phase it enters."""
+    """Sets p.params and p.state for the round of these parameters; returns the phase it enters.
+    Parameters that do not parse raise ValueError and change nothing."""
+    r = RoundParams(raw)
     if p.params is not None:
         p._left = p._left[-3:] + [p.params.seed]  # the seeds of the last 4 rounds left
-    r = p.params = RoundParams(raw)
+    p.params = r
     s = p.state = {"params": r.raw, "msg_id": struct.unpack("<H", os.urandom(2))[0]}
     s["sum_sig"] = sig = ed25519.sign(p.seed, r.seed + b"sum")
     if eligible(sig, r.sum_prob):

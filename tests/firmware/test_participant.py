@@ -339,3 +339,81 @@ print(before, app.accuracy(path=path), scalar, max(abs(w) for w in weights))
     assert out.returncode == 0, out.stderr
     before, after, scalar, largest = map(float, out.stdout.split())
     assert before < 0.3 and after > 0.85 and scalar == 180 / 1024 and largest < 4
+
+
+@needs_mqtt
+def test_device_survives_malformed_messages_on_every_topic(mosquitto_factory, tmp_path):
+    """Whatever arrives on the topics a device reads (anyone with the broker's rights over them,
+    or a broken gateway, could send it): it is refused or ignored, the device keeps running
+    and still takes part in the next round."""
+    import paho.mqtt.client as paho
+    from pet.mask import MaskConfig
+    from pet.wire import MaskConfigPair, RoundParameters
+
+    address = broker_address(mosquitto_factory().url)
+    mcu = MaskConfig.mcu()
+
+    coordinator_pk = EncryptKeyPair.generate().public_key
+
+    def params(seed: int, sum_prob: float, update_prob: float, groups: bytes = b"", pk: bytes = coordinator_pk):
+        raw = bytearray(RoundParameters(pk, sum_prob, update_prob, bytes([seed]) * 32,
+                                        MaskConfigPair(mcu, mcu), 650).to_bytes())
+        raw[96:96 + len(groups)] = groups
+        return bytes(raw)
+
+    keys = SigningKeyPair.generate()
+    me = keys.public_key.hex()
+    device = Device(tmp_path / "dev", keys, address, "pet", 650, HEAP_650).start()
+    uplinks: list[bytes] = []
+    client = paho.Client(paho.CallbackAPIVersion.VERSION2)
+    client.on_message = lambda c, u, m: uplinks.append(m.payload)
+    client.connect(*address)
+    client.subscribe(f"pet/dev/{me}/msg", 1)
+    client.loop_start()
+
+    def send(topic: str, payload: bytes, seen: str | None = None):
+        retain = topic.startswith("round/")  # as the gateway keeps them: a late subscription gets them too
+        client.publish("pet/" + topic, payload, qos=1, retain=retain).wait_for_publish(5)
+        if seen:
+            wait_for(lambda: device.seen(seen) or device.proc.poll() is not None, timeout=30, what=seen)
+        assert device.proc.poll() is None, device.output()
+
+    try:
+        # retained, as the gateway keeps them: once the device follows the round, it has subscribed
+        client.publish("pet/round/params", params(0xB0, 0.0, 0.0), qos=1, retain=True).wait_for_publish(5)
+        wait_for(lambda: device.seen("round b0b0b0b0 no task"), timeout=30, what="the device to subscribe")
+        header = lambda round_id, n: round_id.to_bytes(8, "little") + n.to_bytes(4, "little")  # noqa: E731
+        send("model/global", b"short")  # under a header: ignored
+        send("model/global", header(1, 650) + bytes(10))  # shorter than it says: ignored
+        send("model/global", header(1, 100) + bytes(400), "model/global refused: a model of 100 weights")
+        for ack in (b"not json", b"[1, 2]", b"42", b'{"msg": 5}', b"\xff" * 50):
+            send(f"dev/{me}/ack", ack)
+        send(f"dev/{me}/ack", b"{", f"dev/{me}/ack refused:")
+        send("round/params", bytes(136), "round parameters refused: bad round parameters")
+        send("round/params", params(0xC1, 0.0, 1.0, groups=b"\x00"), "round parameters refused: mask config")
+
+        # an update participant: sum dicts that do not add up, then one too large for its heap
+        send("round/params", params(0xD2, 0.0, 1.0), "round d2d2d2d2 task update")
+        send("round/sums", (5).to_bytes(8, "little") + bytes(80))
+        send("round/sums", (2 ** 60).to_bytes(8, "little"))
+        big = 2000
+        send("round/sums", big.to_bytes(8, "little") + bytes(80 * big), "round/sums refused:")
+
+        # a coordinator key of low order: no message can be sealed to it
+        send("round/params", params(0xA5, 1.0, 0.0, pk=bytes(32)), "sum cannot be sent: public key of low order")
+
+        # a sum participant: its Sum message acknowledged, then a seed column that does not open
+        send("round/params", params(0xE3, 1.0, 0.0), "round e3e3e3e3 task sum")
+        wait_for(lambda: uplinks or device.proc.poll() is not None, timeout=30, what="the Sum message")
+        assert uplinks, device.output()
+        pending = hashlib.sha256(uplinks[-1]).digest()[:8].hex()
+        send(f"dev/{me}/ack", json.dumps({"msg": pending, "accepted": True}).encode(), "sum chunk 1/1 accepted")
+        send(f"round/seeds/{me}", (3).to_bytes(8, "little") + bytes(128))  # shorter than it says: ignored
+        send(f"round/seeds/{me}", (1).to_bytes(8, "little") + os.urandom(128), "seed column refused:")
+
+        send("round/params", params(0xF4, 0.0, 0.0), "round f4f4f4f4 no task")  # still following the rounds
+        assert not any("Traceback" in line for line in device.lines), device.output()
+    finally:
+        client.loop_stop()
+        client.disconnect()
+        device.kill()
