@@ -14,7 +14,8 @@ from the payload range it carries, so no whole Update payload is ever held: the 
 model-sized buffers are the app's weights and a sum participant's global mask.
 
 Parameters of a round the participant has left are ignored: a broker restored from
-its saved state serves the retained parameters of an earlier round for a while.
+its saved state serves the retained parameters of an earlier round for a while, and
+that round's sum dict and seed columns, which are refused while it does.
 
 Progress is saved after every step (upet.store): a reset resumes the round with the
 same keys, mask seed, weights and message id, so a resent chunk carries the bytes of
@@ -79,7 +80,7 @@ class Participant:
         # every attribute from the start: the instance dict does not grow mid-round
         self.store = self.config = self.seed = self.pk = self.me = self.prefix = self.client = None
         self.max_payload = self.ack_ms = self.state = self.phase = self.sending = self.chunk = self.params = None
-        self._incoming = self.model_round = self._borrowed = None
+        self._incoming = self.model_round = self._borrowed = self._ours = None
         self._piece = self._at = self._pos = self._last = self._count = self._sent = self._wait = None
         self._left = []
         self._buf = _BUF  # the sealed message being sent
@@ -111,6 +112,9 @@ class Participant:
         try:
             if t == "round/params" and n == 136:
                 self._incoming = r.read(136)
+                # whether the broker serves this round's parameters: one restored from its saved
+                # state serves an earlier round's, and that round's sum dict and seed columns
+                self._ours = self.params is not None and self._incoming == self.params.raw
             elif t.endswith("/ack") and n < 1024:
                 ack = json.loads(r.read(n))
                 if isinstance(ack, dict) and ack.get("msg") == self._pending:
@@ -118,6 +122,8 @@ class Participant:
             elif t == "model/global" and n >= 12:
                 transient("global_model", "read", self, r)
             elif t == "round/sums" and n and self.phase == "update" and self._sums is None:
+                if not self._ours:
+                    raise ValueError("served beside another round's parameters")
                 count = struct.unpack("<Q", r.read(8))[0]
                 if n == 8 + 80 * count:  # entries of 80 bytes: 32 (u64), sum pk, 32 (u64), ephemeral pk
                     sums, e = bytearray(64 * count), memoryview(_SCRATCH)[:80]
@@ -126,6 +132,8 @@ class Participant:
                         sums[i:i + 32], sums[i + 32:i + 64] = e[8:40], e[48:80]
                     self._sums = sums  # sum pk || ephemeral pk, 64 bytes a sum participant
             elif t == "round/seeds/" + self.me and n and self.phase == "sum2" and not self.sending:
+                if not self._ours:
+                    raise ValueError("served beside another round's parameters")
                 transient("seeds", "read", self, r)
         except (ValueError, MemoryError) as e:  # malformed, or too large for this board: ignored
             self.log(t, "refused:", e)
@@ -187,6 +195,7 @@ class Participant:
 
     def _new_round(self, raw):
         phase = transient("sortition", "new_round", self, raw)
+        self._ours = True  # before _enter subscribes: the round's sum dict may come at once
         return self._enter(phase, phase == "sum")
 
     def _update(self):

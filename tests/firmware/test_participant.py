@@ -397,7 +397,18 @@ def test_device_survives_malformed_messages_on_every_topic(mosquitto_factory, tm
         send("round/sums", (5).to_bytes(8, "little") + bytes(80))
         send("round/sums", (2 ** 60).to_bytes(8, "little"))
         big = 2000
-        send("round/sums", big.to_bytes(8, "little") + bytes(80 * big), "round/sums refused:")
+        send("round/sums", big.to_bytes(8, "little") + bytes(80 * big), "round/sums refused: memory allocation failed")
+        # a broker restored from its saved state: an earlier round's parameters, then its sum dict
+        entry = lambda pk, ephm: (32).to_bytes(8, "little") + pk + (32).to_bytes(8, "little") + ephm  # noqa: E731
+        sum_dict = (1).to_bytes(8, "little") + entry(os.urandom(32), EncryptKeyPair.generate().public_key)
+        send("round/params", params(0xB0, 0.0, 0.0), "ignoring the parameters of an earlier round b0b0b0b0")
+        send("round/sums", sum_dict, "round/sums refused: served beside another round's parameters")
+        assert not uplinks, "an update built on another round's sum dict"
+        send("round/params", params(0xD2, 0.0, 1.0))  # the gateway puts the round's state back
+        send("round/sums", sum_dict)
+        wait_for(lambda: uplinks or device.proc.poll() is not None, timeout=30, what="the Update message")
+        assert uplinks, device.output()
+        uplinks.clear()
 
         # a coordinator key of low order: no message can be sealed to it
         send("round/params", params(0xA5, 1.0, 0.0, pk=bytes(32)), "sum cannot be sent: public key of low order")
