@@ -267,15 +267,21 @@ def _verify_cases() -> list[tuple[bytes, bytes, bytes]]:
     return out
 
 
-def test_ed25519_verify_decides_as_libsodium(upy):
-    cases = _verify_cases()
-    expected = []
+def _libsodium_verdicts(cases) -> list[str]:
+    """"True" or "False" for each (pk, msg, sig), as libsodium's crypto_sign_open decides."""
+    out = []
     for pk, msg, sig in cases:
         try:
             sodium.crypto_sign_open(sig + msg, pk)
-            expected.append("True")
+            out.append("True")
         except nacl.exceptions.BadSignatureError:
-            expected.append("False")
+            out.append("False")
+    return out
+
+
+def test_ed25519_verify_decides_as_libsodium(upy):
+    cases = _verify_cases()
+    expected = _libsodium_verdicts(cases)
     assert expected.count("True") == 7
     out = upy(f"""
         from upet.ed25519_verify import verify
@@ -290,13 +296,7 @@ def test_ed25519_verify_without_the_table_and_after_x25519(upy):
     """Verification builds its own row of the fixed-base table when signing has built none,
     and puts its curve constants back in the workspace that X25519 shares and overwrites."""
     cases = _verify_cases()[:20]
-    expected = []
-    for pk, msg, sig in cases:
-        try:
-            sodium.crypto_sign_open(sig + msg, pk)
-            expected.append("True")
-        except nacl.exceptions.BadSignatureError:
-            expected.append("False")
+    expected = _libsodium_verdicts(cases)
     assert "True" in expected and "False" in expected
     out = upy(f"""
         from upet import ed25519
