@@ -268,14 +268,8 @@ class MQTTClient:
                         ms = min(ms, period // 2 - idle)
             if not self._readinto(buf[:1], ms):
                 return None
-            first, n = buf[0], 0
-            for shift in (0, 7, 14, 21):  # the remaining length (upet.mqtt_connect reads CONNACK's)
-                self._readinto(buf[:1])
-                n |= (buf[0] & 0x7F) << shift
-                if not buf[0] & 0x80:
-                    break
-            else:
-                raise MQTTError("malformed packet: remaining length > 4 bytes")
+            first = buf[0]
+            n = self._read_length()
             kind, qos = first & 0xF0, (first >> 1) & 3
             if kind == _PUBLISH and qos < 2:  # we subscribe with QoS 0 or 1 only
                 self._readinto(buf[:2])
@@ -315,6 +309,16 @@ class MQTTClient:
             raise
 
     # -- bytes on the wire -----------------------------------------------------------------------
+
+    def _read_length(self):
+        """The remaining length of the packet whose first byte was read (at most 4 bytes)."""
+        buf, n = self._buf, 0
+        for shift in (0, 7, 14, 21):
+            self._readinto(buf[:1])
+            n |= (buf[0] & 0x7F) << shift
+            if not buf[0] & 0x80:
+                return n
+        raise MQTTError("malformed packet: remaining length > 4 bytes")
 
     def _header(self, first, n):
         """Fixed header into self._buf; returns its length."""

@@ -39,14 +39,7 @@ def connect(client, timeout):
             raise MQTTError("no CONNACK from the broker within %s s" % timeout)
         if buf[0] != 0x20:
             raise MQTTError("malformed packet: expected CONNACK (0x20), got 0x%02x" % buf[0])
-        n = 0
-        for shift in (0, 7, 14, 21):  # remaining length, as MQTTClient._poll reads it
-            client._readinto(buf[:1])
-            n |= (buf[0] & 0x7F) << shift
-            if not buf[0] & 0x80:
-                break
-        else:
-            raise MQTTError("malformed packet: remaining length > 4 bytes")
+        n = client._read_length()
         if n != 2:
             raise MQTTError("malformed packet: CONNACK of length %d, not 2" % n)
         client._readinto(buf[:2])
