@@ -57,6 +57,14 @@ def mpy_arch(path: Path) -> int:
     return header[2] >> 2
 
 
+def source_name(rel: Path) -> str:
+    """The name tracebacks give a module's code: its dotted name (upet.mqtt), which the
+    board interns anyway when it imports the module, where a path (upet/mqtt.py) would be
+    one more interned string per module in a small heap."""
+    parts = rel.with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
 def build_arch(arch: str, out: Path, src: Path = SOURCE) -> list[tuple[Path, int, bool]]:
     """Compile the package for one architecture into out/arch; returns (path, size, native) rows."""
     if arch not in ARCHS:
@@ -71,7 +79,7 @@ def build_arch(arch: str, out: Path, src: Path = SOURCE) -> list[tuple[Path, int
         for rel in sources(src):
             target = stage / rel.with_suffix(".mpy")
             target.parent.mkdir(parents=True, exist_ok=True)
-            cmd = [exe, f"-march={arch}", "-s", rel.as_posix(), "-o", str(target), str(src / rel)]
+            cmd = [exe, f"-march={arch}", "-s", source_name(rel), "-o", str(target), str(src / rel)]
             proc = subprocess.run(cmd, capture_output=True, text=True)
             if proc.returncode != 0:
                 output = (proc.stdout + proc.stderr).strip()
