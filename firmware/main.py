@@ -10,9 +10,20 @@ board = Board(config.get("wifi"))
 for key, value in (("max_message_size", board.max_message_size), ("table_rows", board.table_rows)):
     if value and not config.get(key):  # the board's default, unless config.json says
         config[key] = value
-board.ensure_network()
 
 import upet  # noqa: E402
 
-upet.Participant(config, train=app.train, on_model=app.on_model, model=getattr(app, "MODEL", None),
-                 store=store).run(board)
+try:
+    board.ensure_network()
+    upet.Participant(config, train=app.train, on_model=app.on_model, model=getattr(app, "MODEL", None),
+                     store=store).run(board)
+except Exception as e:  # a bug, or the heap ran out (a fresh heap after a reset may well do)
+    import gc
+    import sys
+    sys.print_exception(e)
+    if isinstance(e, MemoryError):
+        gc.collect()
+        print("upet: out of memory: %d bytes free, %d in use; the participant needs more heap"
+              " (boards/README.md)" % (gc.mem_free(), gc.mem_alloc()))
+    board.restart()  # on a board: a pause, then a reset, and the round resumes from flash
+    sys.exit(1)

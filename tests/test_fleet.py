@@ -174,8 +174,9 @@ def test_a_device_that_dies_is_reported_with_its_log(tmp_path):
         fleet.stop()
     log = tmp_path / "devices" / "dev001" / "device.log"
     assert len(events) == 1, events
-    assert "dev001 stopped by itself (exit status 1)" in events[0] and "MemoryError" in events[0], events
-    assert events[0].endswith(f"log: {log}") and "MemoryError" in log.read_text()
+    assert "dev001 stopped by itself (exit status 1): upet: out of memory: " in events[0], events
+    assert "bytes free" in events[0] and "(give the devices more heap: --heap)" in events[0], events
+    assert events[0].endswith(f"log: {log}") and "MemoryError: memory allocation failed" in log.read_text()
     assert fleet.failed == {"dev001": 1} and fleet.check() == []  # reported once
 
 

@@ -320,8 +320,9 @@ class Fleet:
                     and d.name not in self.restart_at and d.name not in self.dropped:
                 self.failed[d.name] = d.proc.returncode
                 last = d.tail(1).strip()
+                hint = " (give the devices more heap: --heap)" if "out of memory" in last else ""
                 events.append(f"device {d.name} stopped by itself (exit status {d.proc.returncode})"
-                              f"{': ' + last if last else ''}; log: {d.log}")
+                              f"{': ' + last if last else ''}{hint}; log: {d.log}")
         if self.next_kill is not None and now >= self.next_kill:
             self.next_kill += self.kill_every
             up = [d for d in self.devices if d.running]

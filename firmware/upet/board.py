@@ -76,3 +76,16 @@ class Board:
     def reset(self):
         if machine is not None:
             machine.reset()
+
+    def restart(self, pause_ms=10000):
+        """After an error the participant could not handle: a pause (time to read the log, and
+        no tight loop of resets), then a reset, after which the participant resumes its round
+        from flash. Returns on the Unix port, where the process then ends."""
+        if machine is None:
+            return
+        start = time.ticks_ms()
+        while time.ticks_diff(time.ticks_ms(), start) < pause_ms:
+            self.feed()
+            self.light(time.ticks_ms() // 100 % 2)  # fast blinking: restarting
+            time.sleep_ms(100)
+        machine.reset()
