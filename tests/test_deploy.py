@@ -148,7 +148,7 @@ def test_dry_run_lists_a_boards_layout_without_a_port(device, capsys):
     (lambda c: c.write_text(json.dumps(json.loads(c.read_text()) | {"broker": {"host": "h", "port": "1883"}})),
      "broker.port must be a port number, not '1883'"),
     (lambda c: c.write_text(json.dumps(json.loads(c.read_text()) | {"table_rows": 0})),
-     "table_rows must be a positive whole number"),
+     "table_rows must be 1, 2, 4, 8 or 16, not 0"),
     (lambda c: c.with_name("key").write_bytes(SigningKeyPair.from_seed(bytes(32)).secret_key),
      "is not the key's public key"),
     (lambda c: c.with_name("key").write_bytes(bytes(64)), "the public key does not belong to the seed"),

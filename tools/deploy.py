@@ -95,32 +95,14 @@ def read_device(config_path: Path, board: dict, warn=print) -> tuple[bytes, byte
 
 
 def check_config(config, path: Path, board: dict, warn=print) -> None:
-    """The fields upet reads (docs/raspberry-pi.md), with their types."""
-    def need(ok: bool, what: str):
-        if not ok:
-            raise DeployError(f"{path}: {what}")
-
-    need(isinstance(config, dict), "expected a JSON object, as pet-provision writes it")
-    broker = config.get("broker")
-    need(isinstance(broker, dict), "no \"broker\" object (host, port, tls)")
-    need(isinstance(broker.get("host"), str) and broker["host"] != "", "broker.host must be a host name")
-    port = broker.get("port", 1883)
-    need(isinstance(port, int) and not isinstance(port, bool) and 0 < port < 65536,
-         f"broker.port must be a port number, not {port!r}")
-    need(isinstance(broker.get("tls", False), bool), "broker.tls must be true or false")
-    for name in ("username", "password", "prefix"):
-        need(isinstance(config.get(name, ""), str), f"{name} must be a string")
-    for name in ("max_message_size", "table_rows"):
-        value = config.get(name, 1)
-        need(isinstance(value, int) and not isinstance(value, bool) and value > 0,
-             f"{name} must be a positive whole number, not {value!r}")
-    for name in ("ack_timeout", "scalar"):
-        value = config.get(name, 1)
-        need(isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0,
-             f"{name} must be a positive number, not {value!r}")
-    wifi = config.get("wifi", {})
-    need(isinstance(wifi, dict) and isinstance(wifi.get("ssid", ""), str), "wifi must hold an ssid string")
-    if board["NAME"] != "UNIX" and not wifi.get("ssid"):
+    """The fields upet reads (docs/raspberry-pi.md), by the check the board itself runs at boot
+    (firmware/upet/config.py)."""
+    check = runpy.run_path(str(ROOT / "firmware" / PACKAGE / "config.py"))["check"]
+    try:
+        check(config)
+    except ValueError as e:
+        raise DeployError(f"{path}: {e}") from None
+    if board["NAME"] != "UNIX" and not config.get("wifi", {}).get("ssid"):
         warn(f"warning: {path}: wifi.ssid is empty: the board will not join a network")
 
 

@@ -4,7 +4,7 @@ the participant runs): the signing key, the MQTT client and the round saved in f
 
 import os
 
-from upet import ed25519
+from upet import ed25519, transient
 from upet.participant import RoundParams
 from upet.store import KEY, WEIGHTS
 
@@ -46,6 +46,10 @@ def start(p, config, store, mqtt):
     """Fills in participant p: config, key, client, buffers, and the saved round to resume."""
     p.store = store
     p.config = c = config if config is not None else store.config()
+    try:
+        transient("config", "check", c)
+    except ValueError as e:
+        raise ValueError("%s: %s" % (store.path("config.json"), e)) from None
     if c.get("table_rows"):  # Ed25519 fixed-base table: 864 bytes a row (default 4), fewer is slower
         ed25519.set_table_rows(c["table_rows"])  # before the key check below builds the table
     p.seed, p.pk = signing_key(store)
