@@ -37,6 +37,8 @@ def client(p):
         ca = p.store.read("ca.crt")
         if ca:
             ssl["cadata"] = ca
+        else:
+            p.log("broker.tls without", p.store.path("ca.crt") + ": the broker's certificate is not checked")
     user = p.config.get("username") or p.me
     return MQTTClient(user, b["host"], port=b.get("port", 8883 if ssl else 1883), user=user,
                       password=p.config.get("password"), ssl_params=ssl)

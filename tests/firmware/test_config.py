@@ -55,3 +55,21 @@ def test_a_good_config_starts(tmp_path):
         print(p.max_payload, p.phase)
     """, tmp=tmp_path)
     assert out.split("\n")[0] == "10 awaiting", out  # payload bytes a message: 2 of chunk data
+
+
+def test_tls_without_a_ca_certificate_is_said_at_boot(tmp_path):
+    (tmp_path / "dev").mkdir()
+    (tmp_path / "dev" / "config.json").write_text(json.dumps(GOOD | {"broker": {"host": "h", "tls": True}}))
+    script = f"""
+        import upet
+        from upet.store import Store
+        p = upet.Participant(store=Store({str(tmp_path / "dev")!r}))
+        print("client", p.client.port, p.client.ssl_params)
+    """
+    out = run_upy(script, tmp=tmp_path)
+    ca = str(tmp_path / "dev" / "ca.crt")
+    assert f"upet: broker.tls without {ca}: the broker's certificate is not checked" in out, out
+    assert "client 8883 {'server_hostname': 'h'}" in out, out
+    (tmp_path / "dev" / "ca.crt").write_bytes(b"0\x82")  # a CA on file: checked against it, nothing said
+    out = run_upy(script, tmp=tmp_path)
+    assert "not checked" not in out and "'cadata': b'0\\x82'" in out, out
