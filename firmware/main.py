@@ -1,5 +1,5 @@
 # Boot script of a PET participant board: the app first (it allocates its model while the
-# heap is in one piece), then the participant, which runs for ever.
+# heap is in one piece), then the participant, which joins the WiFi and runs for ever.
 import app  # the app: train(params) -> (weights, scalar) or None, on_model(round_id, weights), MODEL
 from upet.board import Board
 from upet.store import Store
@@ -13,8 +13,7 @@ for key, value in (("max_message_size", board.max_message_size), ("table_rows", 
 
 import upet  # noqa: E402
 
-try:
-    board.ensure_network()
+try:  # the participant joins the WiFi itself, and again after every drop, with backoff
     upet.Participant(config, train=app.train, on_model=app.on_model, model=getattr(app, "MODEL", None),
                      store=store).run(board)
 except Exception as e:  # a bug, or the heap ran out (a fresh heap after a reset may well do)
