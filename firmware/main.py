@@ -7,7 +7,8 @@ from upet.store import Store
 store = Store()
 config = store.config()
 board = Board(config.get("wifi"))
-for key, value in (("max_message_size", board.max_message_size), ("table_rows", board.table_rows)):
+for key, value in (("max_message_size", board.max_message_size), ("table_rows", board.table_rows),
+                   ("deep_sleep_s", board.deep_sleep_s)):
     if value and not config.get(key):  # the board's default, unless config.json says
         config[key] = value
 

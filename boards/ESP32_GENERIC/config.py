@@ -9,6 +9,6 @@ CHIP = "esp32"  # for pet-flash: the esptool --chip
 HEAP_BUDGET = 100_000  # bytes of heap the participant may count on
 LED = 2  # status LED: a pin for machine.Pin, or None
 WATCHDOG_MS = 120_000  # machine.WDT timeout; 0: no watchdog (a round step must finish within it)
-DEEP_SLEEP = False  # True: Board.sleep() deep-sleeps (the board resets and resumes from flash)
+DEEP_SLEEP_S = 0  # seconds of deep sleep once idle between rounds (a reset follows; the round state is in flash); 0: stay awake
 MAX_MESSAGE_SIZE = 3912  # largest sealed message (config.json "max_message_size" overrides)
 TABLE_ROWS = 4  # Ed25519 fixed-base table rows, 864 bytes each (config.json "table_rows" overrides)

@@ -30,6 +30,7 @@ class Board:
         self.wlan = self.led = self.wdt = None
         self.max_message_size = _opt("MAX_MESSAGE_SIZE", None)
         self.table_rows = _opt("TABLE_ROWS", None)
+        self.deep_sleep_s = _opt("DEEP_SLEEP_S", 0)
         if machine is None:
             return
         pin = _opt("LED", None)
@@ -67,11 +68,12 @@ class Board:
             time.sleep_ms(100)
         self.light(True)
 
-    def sleep(self, ms):
-        """Deep sleep when the board config allows it (a reset follows), else a light wait."""
-        if machine is not None and _opt("DEEP_SLEEP", False):
-            machine.deepsleep(ms)
-        time.sleep(ms / 1000)
+    def deep_sleep(self, seconds):
+        """Deep sleep (WiFi, CPU and RAM off), after which the board resets and main.py starts
+        the participant again from flash. Returns at once on the Unix port."""
+        if machine is not None:
+            self.light(False)
+            machine.deepsleep(int(seconds * 1000))
 
     def reset(self):
         if machine is not None:

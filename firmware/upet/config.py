@@ -32,7 +32,10 @@ def check(config):
          "chunk's 184 bytes of header and seal and 8 of chunk header, then its data), not %r" % (size,))
     rows = config.get("table_rows", 4)
     need(_whole(rows) and rows in (1, 2, 4, 8, 16), "table_rows must be 1, 2, 4, 8 or 16, not %r" % (rows,))
-    for name in ("ack_timeout", "scalar"):
+    sleep = config.get("deep_sleep_s", 0)
+    need(_whole(sleep) and sleep >= 0, "deep_sleep_s must be a whole number of seconds (0: stay awake), "
+         "not %r" % (sleep,))
+    for name in ("ack_timeout", "scalar", "awake_s"):
         value = config.get(name, 1)
         need(_number(value) and value > 0, "%s must be a positive number, not %r" % (name, value))
     wifi = config.get("wifi", {})

@@ -331,8 +331,15 @@ class Participant:
         return self._enter("awaiting")
 
     def run(self, board=None, idle_ms=200):
-        """Step forever; reconnect after network errors, wait for messages when idle."""
+        """Step forever; reconnect after network errors, wait for messages when idle.
+
+        With config deep_sleep_s, a board that has had nothing to do for awake_s seconds
+        (default 10) while it has no task in the round deep-sleeps: it resets on waking,
+        and the broker's retained messages tell it what it missed."""
         up, backoff = False, 1
+        sleep_s = self.config.get("deep_sleep_s") or 0
+        awake_ms = int(self.config.get("awake_s", 10) * 1000)
+        idle_since = time.ticks_ms()
         while True:
             if board:
                 board.feed()
@@ -342,7 +349,17 @@ class Participant:
                         board.ensure_network()
                     up = self.connect()
                     backoff = 1
-                if not self.step():
+                    idle_since = time.ticks_ms()
+                if self.step():
+                    idle_since = time.ticks_ms()
+                elif (sleep_s and board and self.phase == "awaiting" and self.params is not None
+                      and time.ticks_diff(time.ticks_ms(), idle_since) >= awake_ms):
+                    self.log("no task until the next round: deep sleep for", sleep_s, "s")
+                    self.client.disconnect()
+                    up = False
+                    board.deep_sleep(sleep_s)  # a board resets when it wakes
+                    idle_since = time.ticks_ms()
+                else:
                     self.client.wait_msg(idle_ms / 1000)
             except OSError as e:
                 self.log("connection lost:", e)

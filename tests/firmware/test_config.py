@@ -26,6 +26,8 @@ GOOD = {"broker": {"host": "127.0.0.1", "port": 1883, "tls": False}, "username":
     ({"ack_timeout": 0}, "ack_timeout must be a positive number, not 0"),
     ({"scalar": "2"}, "scalar must be a positive number, not '2'"),
     ({"wifi": ["net"]}, "wifi must hold an ssid and a password string"),
+    ({"deep_sleep_s": -5}, "deep_sleep_s must be a whole number of seconds (0: stay awake), not -5"),
+    ({"awake_s": 0}, "awake_s must be a positive number, not 0"),
 ])
 def test_a_config_upet_cannot_use_stops_the_start(tmp_path, change, message):
     (tmp_path / "dev").mkdir()

@@ -24,6 +24,7 @@ import os
 import signal
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -76,7 +77,34 @@ def log(*args):
         time.sleep(120)
 
 p = upet.Participant(config, train=train, on_model=on_model, model=weights, store=store, log=log)
-p.run(idle_ms=50)
+board = None
+if config.get("deep_sleep_s"):  # a board that deep-sleeps (sleepy.py), loaded only then
+    import sys
+    sys.path.insert(0, DIR)
+    from sleepy import board
+p.run(board=board, idle_ms=50)
+"""
+
+SLEEPY = r"""
+import sys
+
+
+class SleepyBoard:
+    # deep sleep as on a board: the process ends (exit status 75), and the test starts it
+    # again when the sleep is over
+
+    def feed(self):
+        pass
+
+    def ensure_network(self):
+        pass
+
+    def deep_sleep(self, seconds):
+        print("deep sleep", seconds)
+        sys.exit(75)
+
+
+board = SleepyBoard()
 """
 
 
@@ -121,6 +149,7 @@ class Device:
                   "username": keys.public_key.hex(), "password": "", "prefix": prefix,
                   "wifi": {"ssid": "", "password": ""}, "scalar": scalar, "test_length": length, "table_rows": 1, **extra}
         (root / "config.json").write_text(json.dumps(config))
+        (root / "sleepy.py").write_text(SLEEPY)
         (root / "main.py").write_text(f"DIR = {str(root)!r}\nPAUSE_AT = {pause_at}\nMEM = {bool(os.environ.get('PET_TEST_MEM'))}\n" + DEVICE)
         self.lines: list[str] = []
         self.proc = None
@@ -288,6 +317,44 @@ def test_device_killed_mid_update_resumes_then_sums_10000_weights(site, tmp_path
     w2 = check_model(c, fleet, device, seeds[1], 2, n, with_device=False)
     digest = hashlib.sha256(w2.astype("<f4").tobytes()).hexdigest()[:16]
     assert device.seen(f"model 2 {digest}"), out
+
+
+@needs_mqtt
+def test_device_deep_sleeps_between_rounds_and_wakes_for_the_next(site, tmp_path):
+    """With deep_sleep_s, a device that has no task left in the round deep-sleeps after awake_s
+    idle seconds; waking resets a board (here the process ends, and starts again a second
+    later), and the retained round state brings it into the next round."""
+    n = 650
+    settings = settings_for(n)
+    seeds = round_seeds(settings, 2)
+    keys = device_key(settings, seeds, [Task.UPDATE, Task.UPDATE])
+    roles = fleet_roles(settings, seeds, 8)
+    assert all(s >= 1 and u >= 2 for s, u in roles), roles
+    c, gw = site(settings)
+    device = Device(tmp_path / "dev", keys, site.broker, "pet", n, HEAP_650, deep_sleep_s=1, awake_s=1).start()
+    fleet = Fleet(c.url, 8)
+    runs = []
+    try:
+        deadline = time.monotonic() + 120
+        while not (2 in models(c) and device.seen("model 2 ")):
+            assert time.monotonic() < deadline, "\n".join(runs + [device.output()])
+            code = device.proc.poll()
+            if code is not None:
+                runs.append(device.output())
+                assert code == 75, runs[-1]  # nothing but a deep sleep ends the device
+                time.sleep(1)  # the sleep; then the board resets and starts main.py again
+                device.start()
+            time.sleep(0.1)
+    finally:
+        fleet.stop()
+        device.kill()
+    log = "\n".join(runs + [device.output()])
+    assert len(runs) >= 2 and log.count("upet: no task until the next round: deep sleep for 1 s") == len(runs), log
+    assert log.count("update chunk 1/1 accepted") == 2, log  # one update in each round, neither sent twice
+    check_model(c, fleet, device, seeds[0], 1, n, with_device=True)
+    w2 = check_model(c, fleet, device, seeds[1], 2, n, with_device=True)
+    digest = hashlib.sha256(w2.astype("<f4").tobytes()).hexdigest()[:16]
+    assert device.seen(f"model 2 {digest}"), log
 
 
 @needs_mqtt
