@@ -106,6 +106,7 @@ def test_heap_and_model_spellings():
     (["--restart-after", "5"], "--restart-after needs --kill-every"),
     (["--kill-every", "0"], "--kill-every must be a number of seconds above 0"),
     (["--broker", "localhost"], "the broker must be HOST:PORT"),
+    (["--deep-sleep", "-1"], "--deep-sleep must be a whole number of seconds, 0 or more, got -1"),
     ([], "has no provisioned devices: pass --devices N"),
 ])
 def test_cli_refuses_bad_options(tmp_path, args, message):
@@ -219,6 +220,45 @@ def test_killed_devices_restart_and_rounds_go_on(tmp_path):
                  if "accepted" in (tmp_path / "fleet" / "devices" / name / "device.log").read_text()
                  .rsplit("--- start", 1)[-1]]
     assert took_part, restarted
+
+
+def test_devices_deep_sleep_between_rounds(tmp_path):
+    """With a deep sleep in their config.json (pet-fleet --deep-sleep), devices with no task left
+    in a round end their process, as a board powers down; pet-fleet starts each again after its
+    sleep, as waking resets a board, and the rounds go on with them."""
+    workload, count = parse_model("synthetic:200"), 6
+    provision(tmp_path / "fleet", count)
+    site = Site(tmp_path, tmp_path / "fleet", workload, count, rounds=3)
+    fleet = None
+    try:
+        site.start(say=lambda line: None)
+        fleet = build_fleet(tmp_path / "fleet", workload, default_heap(workload), count,
+                            ("127.0.0.1", site.broker_port), deep_sleep=1)
+        for d in fleet.devices:  # idle for 1 s before a sleep, not 10
+            path = d.folder / "config.json"
+            path.write_text(json.dumps(json.loads(path.read_text()) | {"awake_s": 1}))
+        fleet.start()
+        events, completed = [], []
+        deadline = time.monotonic() + 150
+        while len(completed) < 3:
+            assert time.monotonic() < deadline, (events, completed)
+            site.check()
+            events += fleet.check()
+            completed = [r for r in site.get_json("/rounds") or [] if r["outcome"] == "completed"]
+            time.sleep(0.2)
+    finally:
+        if fleet is not None:
+            fleet.stop()
+        site.stop()
+    assert not fleet.failed, events
+    assert fleet.sleeps >= count and sum(e.endswith(" deep-sleeps for 1 s") for e in events) == fleet.sleeps, events
+    assert sum(e.startswith("restarted ") for e in events) >= fleet.sleeps - count  # the last may still sleep
+    for record in completed:
+        assert record["evaluation"]["rms_error"] < 0.2
+    woke_and_took_part = [d.name for d in fleet.devices
+                          if any("accepted" in run for run in (d.folder / "device.log").read_text()
+                                 .split("--- start")[2:])]
+    assert woke_and_took_part, events
 
 
 def test_dropped_devices_stay_off(tmp_path):

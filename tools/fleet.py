@@ -44,6 +44,7 @@ SYNTHETIC_APP = ROOT / "boards" / "UNIX" / "synthetic_app.py"
 BOARD_CONFIG = ROOT / "boards" / "UNIX" / "config.py"
 MAIN = ROOT / "firmware" / "main.py"
 LOG = "device.log"
+SLEEPING = 75  # the exit status of a device in deep sleep (upet.board on the Unix port)
 MAX_SYNTHETIC = 1_000_000
 
 # The heap each device gets unless told otherwise (default_heap): what a round needs on the
@@ -242,9 +243,11 @@ def compile_app(source: Path) -> bytes:
         return target.read_bytes()
 
 
-def prepare(folder: Path, files: dict[str, bytes], broker: tuple[str, int] | None = None) -> None:
+def prepare(folder: Path, files: dict[str, bytes], broker: tuple[str, int] | None = None,
+            deep_sleep: int | None = None) -> None:
     """Write the firmware's main.py, the board config and the app's files into a provisioned
-    device folder; with `broker`, point its config.json there."""
+    device folder; with `broker`, point its config.json there; with `deep_sleep`, set its
+    deep_sleep_s (0: stay awake)."""
     config_path = folder / "config.json"
     if not (folder / "key").exists() or not config_path.exists():
         raise FleetError(f"{folder} is not a provisioned device: it needs key and config.json "
@@ -255,9 +258,12 @@ def prepare(folder: Path, files: dict[str, bytes], broker: tuple[str, int] | Non
         (folder / name).write_bytes(data)
         if name.endswith(".mpy"):  # a .py of the same name would be imported instead
             (folder / name).with_suffix(".py").unlink(missing_ok=True)
-    if broker is not None:
+    if broker is not None or deep_sleep is not None:
         config = json.loads(config_path.read_text())
-        config["broker"] = {**config.get("broker", {}), "host": broker[0], "port": broker[1]}
+        if broker is not None:
+            config["broker"] = {**config.get("broker", {}), "host": broker[0], "port": broker[1]}
+        if deep_sleep is not None:
+            config["deep_sleep_s"] = deep_sleep
         tmp = folder / "config.json.tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # it holds the MQTT password
         with os.fdopen(fd, "w") as f:
@@ -284,6 +290,14 @@ class Device(Child):
         self.folder = folder
         self.starts = 0
 
+    def sleep_seconds(self) -> float:
+        """The deep sleep of the device's config.json, which the Unix port ends the process for
+        (exit status SLEEPING)."""
+        try:
+            return float(json.loads((self.folder / "config.json").read_text()).get("deep_sleep_s") or 0)
+        except (OSError, ValueError):
+            return 0.0
+
     def start(self) -> "Device":
         self.starts += 1
         with open(self.log, "ab") as out:
@@ -305,6 +319,7 @@ class Fleet:
         self.dropped: set[str] = set()  # killed for good
         self.failed: dict[str, int] = {}  # stopped by themselves: exit status
         self.kills = 0
+        self.sleeps = 0
         self.next_kill = None
 
     def start(self) -> None:
@@ -318,6 +333,12 @@ class Fleet:
         for d in self.devices:
             if d.proc is not None and not d.running and d.name not in self.failed \
                     and d.name not in self.restart_at and d.name not in self.dropped:
+                if d.proc.returncode == SLEEPING:  # a board's deep sleep: it wakes, and resets
+                    seconds = d.sleep_seconds()
+                    self.restart_at[d.name] = now + seconds
+                    self.sleeps += 1
+                    events.append(f"{d.name} deep-sleeps for {seconds:g} s")
+                    continue
                 self.failed[d.name] = d.proc.returncode
                 last = d.tail(1).strip()
                 hint = " (give the devices more heap: --heap)" if "out of memory" in last else ""
@@ -357,9 +378,9 @@ class Fleet:
 
 def build_fleet(fleet_dir: Path, workload: Workload, heap: str, count: int | None = None,
                 broker: tuple[str, int] | None = None, micropython: Path = MICROPYTHON,
-                firmware: Path = FIRMWARE, **faults) -> Fleet:
+                firmware: Path = FIRMWARE, deep_sleep: int | None = None, **faults) -> Fleet:
     """A Fleet of the first `count` devices provisioned under fleet_dir (all when None), their
-    folders filled for `workload`."""
+    folders filled for `workload` (with `deep_sleep`, their config.json's deep_sleep_s)."""
     check_tools(micropython, firmware)
     found = provisioned(fleet_dir)
     if count is None:
@@ -373,7 +394,7 @@ def build_fleet(fleet_dir: Path, workload: Workload, heap: str, count: int | Non
     app = compile_app(workload.app)
     devices = []
     for index, (name, folder) in enumerate(found[:count]):
-        prepare(folder, {"app.mpy": app, **workload.device_data(index, count)}, broker)
+        prepare(folder, {"app.mpy": app, **workload.device_data(index, count)}, broker, deep_sleep)
         devices.append(Device(name, folder, heap, micropython, firmware))
     return Fleet(devices, **faults)
 
@@ -439,6 +460,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--kill-every", type=float, metavar="S", help="kill -9 a random running device every S seconds")
     p.add_argument("--restart-after", type=float, metavar="S",
                    help="a killed device boots again after S seconds (default: it stays off)")
+    p.add_argument("--deep-sleep", type=int, metavar="S",
+                   help="devices deep-sleep S seconds when they have no task left in a round (config.json "
+                        "deep_sleep_s; the process ends and starts again); 0: they stay awake (default: "
+                        "what each config.json says)")
     p.add_argument("--seed", type=int, help="seed of the random choice of devices to kill")
     p.add_argument("--micropython", type=Path, default=MICROPYTHON, metavar="PATH",
                    help=f"the Unix-port executable (default {MICROPYTHON})")
@@ -456,6 +481,8 @@ def _check_args(args) -> tuple[Workload, str, tuple[str, int] | None]:
             raise FleetError(f"--{name.replace('_', '-')} must be a number of seconds above 0, got {value}")
     if args.restart_after is not None and args.kill_every is None:
         raise FleetError("--restart-after needs --kill-every")
+    if args.deep_sleep is not None and args.deep_sleep < 0:
+        raise FleetError(f"--deep-sleep must be a whole number of seconds, 0 or more, got {args.deep_sleep}")
     workload = parse_model(args.model)
     heap = parse_heap(args.heap or default_heap(workload))
     return workload, heap, parse_broker(args.broker) if args.broker else None
@@ -478,7 +505,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"`pet-provision broker --out {args.dir}` if the broker checks logins")
         stop_on_signals()
         fleet = build_fleet(args.dir, workload, heap, args.devices, broker, args.micropython, args.firmware,
-                            kill_every=args.kill_every, restart_after=args.restart_after, seed=args.seed)
+                            deep_sleep=args.deep_sleep, kill_every=args.kill_every,
+                            restart_after=args.restart_after, seed=args.seed)
         fleet.start()
         print(f"{len(fleet.devices)} devices ({workload.name}, heap {heap}) running; logs: "
               f"{args.dir}/devices/<name>/{LOG}; Ctrl-C stops them", flush=True)

@@ -70,10 +70,13 @@ class Board:
 
     def deep_sleep(self, seconds):
         """Deep sleep (WiFi, CPU and RAM off), after which the board resets and main.py starts
-        the participant again from flash. Returns at once on the Unix port."""
-        if machine is not None:
-            self.light(False)
-            machine.deepsleep(int(seconds * 1000))
+        the participant again from flash. The Unix port cannot sleep: the process ends with
+        exit status 75 (EX_TEMPFAIL), and pet-fleet starts it again `seconds` later."""
+        if machine is None:
+            import sys
+            sys.exit(75)
+        self.light(False)
+        machine.deepsleep(int(seconds * 1000))
 
     def reset(self):
         if machine is not None:

@@ -78,33 +78,10 @@ def log(*args):
 
 p = upet.Participant(config, train=train, on_model=on_model, model=weights, store=store, log=log)
 board = None
-if config.get("deep_sleep_s"):  # a board that deep-sleeps (sleepy.py), loaded only then
-    import sys
-    sys.path.insert(0, DIR)
-    from sleepy import board
+if config.get("deep_sleep_s"):  # the board layer: to deep-sleep, the Unix port ends the process (exit 75)
+    from upet.board import Board
+    board = Board()
 p.run(board=board, idle_ms=50)
-"""
-
-SLEEPY = r"""
-import sys
-
-
-class SleepyBoard:
-    # deep sleep as on a board: the process ends (exit status 75), and the test starts it
-    # again when the sleep is over
-
-    def feed(self):
-        pass
-
-    def ensure_network(self):
-        pass
-
-    def deep_sleep(self, seconds):
-        print("deep sleep", seconds)
-        sys.exit(75)
-
-
-board = SleepyBoard()
 """
 
 
@@ -149,7 +126,6 @@ class Device:
                   "username": keys.public_key.hex(), "password": "", "prefix": prefix,
                   "wifi": {"ssid": "", "password": ""}, "scalar": scalar, "test_length": length, "table_rows": 1, **extra}
         (root / "config.json").write_text(json.dumps(config))
-        (root / "sleepy.py").write_text(SLEEPY)
         (root / "main.py").write_text(f"DIR = {str(root)!r}\nPAUSE_AT = {pause_at}\nMEM = {bool(os.environ.get('PET_TEST_MEM'))}\n" + DEVICE)
         self.lines: list[str] = []
         self.proc = None
@@ -322,8 +298,9 @@ def test_device_killed_mid_update_resumes_then_sums_10000_weights(site, tmp_path
 @needs_mqtt
 def test_device_deep_sleeps_between_rounds_and_wakes_for_the_next(site, tmp_path):
     """With deep_sleep_s, a device that has no task left in the round deep-sleeps after awake_s
-    idle seconds; waking resets a board (here the process ends, and starts again a second
-    later), and the retained round state brings it into the next round."""
+    idle seconds; waking resets a board (on the Unix port upet.board ends the process with
+    exit status 75, and the test starts it again a second later, as pet-fleet does), and the
+    retained round state brings it into the next round."""
     n = 650
     settings = settings_for(n)
     seeds = round_seeds(settings, 2)
