@@ -49,7 +49,7 @@ def start(p, config, store, mqtt):
     p.store = store
     p.config = c = config if config is not None else store.config()
     try:
-        transient("config", "check", c)
+        transient("config", "check", c, mqtt is None)
     except ValueError as e:
         raise ValueError("%s: %s" % (store.path("config.json"), e)) from None
     if c.get("table_rows"):  # Ed25519 fixed-base table: 864 bytes a row (default 4), fewer is slower

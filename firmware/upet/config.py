@@ -12,19 +12,21 @@ def _number(value):
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def check(config):
-    """Raises ValueError naming the first field of a parsed config.json that upet cannot use."""
+def check(config, broker=True):
+    """Raises ValueError naming the first field of a parsed config.json that upet cannot use;
+    broker=False: the participant is given its MQTT client, so "broker" goes unused."""
     def need(ok, what):
         if not ok:
             raise ValueError(what)
 
     need(isinstance(config, dict), "expected a JSON object, as pet-provision writes it")
-    broker = config.get("broker")
-    need(isinstance(broker, dict), 'no "broker" object (host, port, tls)')
-    need(isinstance(broker.get("host"), str) and broker["host"] != "", "broker.host must be a host name")
-    port = broker.get("port", 1883)
-    need(_whole(port) and 0 < port < 65536, "broker.port must be a port number, not %r" % (port,))
-    need(isinstance(broker.get("tls", False), bool), "broker.tls must be true or false")
+    if broker:
+        b = config.get("broker")
+        need(isinstance(b, dict), 'no "broker" object (host, port, tls)')
+        need(isinstance(b.get("host"), str) and b["host"] != "", "broker.host must be a host name")
+        port = b.get("port", 1883)
+        need(_whole(port) and 0 < port < 65536, "broker.port must be a port number, not %r" % (port,))
+        need(isinstance(b.get("tls", False), bool), "broker.tls must be true or false")
     for name in ("username", "password", "prefix"):
         need(isinstance(config.get(name, ""), str), "%s must be a string" % name)
     size = config.get("max_message_size", 3912)
