@@ -184,31 +184,41 @@ def test_a_device_that_dies_is_reported_with_its_log(tmp_path):
 # -- faults in real rounds --------------------------------------------------------------------
 
 
-def test_killed_devices_restart_and_rounds_go_on(tmp_path):
-    """Every 4 s a device is killed with SIGKILL and boots again 1 s later; rounds complete
-    meanwhile, and restarted devices take part again."""
+def through_rounds(tmp_path, until=lambda fleet: True, configure=lambda fleet: None, rounds=3, **options):
+    """Six synthetic:200 devices against a real site (mosquitto, coordinator, gateway) until
+    `rounds` rounds completed and until(fleet); configure(fleet) runs before they start.
+    Returns the stopped fleet, its events and the completed rounds."""
     workload, count = parse_model("synthetic:200"), 6
     provision(tmp_path / "fleet", count)
-    site = Site(tmp_path, tmp_path / "fleet", workload, count, rounds=3)
+    site = Site(tmp_path, tmp_path / "fleet", workload, count, rounds=rounds)
     fleet = None
     try:
         site.start(say=lambda line: None)
         fleet = build_fleet(tmp_path / "fleet", workload, default_heap(workload), count,
-                            ("127.0.0.1", site.broker_port), kill_every=4, restart_after=1, seed=1)
+                            ("127.0.0.1", site.broker_port), **options)
+        configure(fleet)
         fleet.start()
         events, completed = [], []
         deadline = time.monotonic() + 150
-        while len(completed) < 3 or fleet.kills < 4:
+        while len(completed) < rounds or not until(fleet):
             assert time.monotonic() < deadline, (events, completed)
             site.check()
             events += fleet.check()
             completed = [r for r in site.get_json("/rounds") or [] if r["outcome"] == "completed"]
             time.sleep(0.2)
-        restarted = {d.name for d in fleet.devices if d.starts > 1}
     finally:
         if fleet is not None:
             fleet.stop()
         site.stop()
+    return fleet, events, completed
+
+
+def test_killed_devices_restart_and_rounds_go_on(tmp_path):
+    """Every 4 s a device is killed with SIGKILL and boots again 1 s later; rounds complete
+    meanwhile, and restarted devices take part again."""
+    fleet, events, completed = through_rounds(tmp_path, until=lambda f: f.kills >= 4,
+                                              kill_every=4, restart_after=1, seed=1)
+    restarted = {d.name for d in fleet.devices if d.starts > 1}
     assert not fleet.failed, events
     assert sum(e.startswith("killed ") for e in events) == fleet.kills
     assert sum(e.startswith("restarted ") for e in events) >= fleet.kills - 1  # the last may still wait
@@ -226,33 +236,16 @@ def test_devices_deep_sleep_between_rounds(tmp_path):
     """With a deep sleep in their config.json (pet-fleet --deep-sleep), devices with no task left
     in a round end their process, as a board powers down; pet-fleet starts each again after its
     sleep, as waking resets a board, and the rounds go on with them."""
-    workload, count = parse_model("synthetic:200"), 6
-    provision(tmp_path / "fleet", count)
-    site = Site(tmp_path, tmp_path / "fleet", workload, count, rounds=3)
-    fleet = None
-    try:
-        site.start(say=lambda line: None)
-        fleet = build_fleet(tmp_path / "fleet", workload, default_heap(workload), count,
-                            ("127.0.0.1", site.broker_port), deep_sleep=1)
-        for d in fleet.devices:  # idle for 1 s before a sleep, not 10
+    def idle_one_second(fleet):  # before a sleep, not 10
+        for d in fleet.devices:
             path = d.folder / "config.json"
             path.write_text(json.dumps(json.loads(path.read_text()) | {"awake_s": 1}))
-        fleet.start()
-        events, completed = [], []
-        deadline = time.monotonic() + 150
-        while len(completed) < 3:
-            assert time.monotonic() < deadline, (events, completed)
-            site.check()
-            events += fleet.check()
-            completed = [r for r in site.get_json("/rounds") or [] if r["outcome"] == "completed"]
-            time.sleep(0.2)
-    finally:
-        if fleet is not None:
-            fleet.stop()
-        site.stop()
+
+    fleet, events, completed = through_rounds(tmp_path, configure=idle_one_second, deep_sleep=1)
     assert not fleet.failed, events
-    assert fleet.sleeps >= count and sum(e.endswith(" deep-sleeps for 1 s") for e in events) == fleet.sleeps, events
-    assert sum(e.startswith("restarted ") for e in events) >= fleet.sleeps - count  # the last may still sleep
+    assert fleet.sleeps >= len(fleet.devices), events
+    assert sum(e.endswith(" deep-sleeps for 1 s") for e in events) == fleet.sleeps, events
+    assert sum(e.startswith("restarted ") for e in events) >= fleet.sleeps - len(fleet.devices)  # some may still sleep
     for record in completed:
         assert record["evaluation"]["rms_error"] < 0.2
     woke_and_took_part = [d.name for d in fleet.devices
