@@ -93,4 +93,4 @@ class Board:
             self.feed()
             self.light(time.ticks_ms() // 100 % 2)  # fast blinking: restarting
             time.sleep_ms(100)
-        machine.reset()
+        self.reset()

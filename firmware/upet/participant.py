@@ -356,9 +356,7 @@ class Participant:
                       and time.ticks_diff(time.ticks_ms(), idle_since) >= awake_ms):
                     self.log("no task until the next round: deep sleep for", sleep_s, "s")
                     self.client.disconnect()
-                    up = False
-                    board.deep_sleep(sleep_s)  # a board resets when it wakes
-                    idle_since = time.ticks_ms()
+                    board.deep_sleep(sleep_s)  # does not return: waking resets the board
                 else:
                     self.client.wait_msg(idle_ms / 1000)
             except OSError as e:
