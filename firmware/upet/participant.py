@@ -27,10 +27,11 @@ only now and then loads for that call only (upet.transient): the start-up and re
 """
 
 # Long-lived buffers come before the code loads, as loading leaves the heap in small
-# pieces: the sealed message being sent (XayNet's default maximum size), masking scratch,
-# then the curve workspace (upet.x25519 allocates it as it loads). The reserve keeps 4 KB
-# in one piece until start-up, for what needs larger pieces then: the Ed25519 table rows
-# (864 bytes each) and the MQTT client.
+# pieces: the sealed message being sent (XayNet's default maximum size; upet.boot puts
+# one of the configured max_message_size in its place), masking scratch, then the curve
+# workspace (upet.x25519 allocates it as it loads). The reserve keeps 4 KB in one piece
+# until start-up, for what needs larger pieces then: the Ed25519 table rows (864 bytes
+# each) and the MQTT client.
 _BUF = bytearray(3912)
 _SCRATCH = bytearray(768)  # 64 weights in, 64 masked words out; before that, sum dict entries
 _RESERVE = bytearray(4096)
@@ -83,9 +84,9 @@ class Participant:
         self._incoming = self.model_round = self._borrowed = self._ours = None
         self._piece = self._at = self._pos = self._last = self._count = self._sent = self._wait = None
         self._left = []
-        self._buf = _BUF  # the sealed message being sent
+        global _BUF, _RESERVE
+        self._buf, _BUF = _BUF, None  # the sealed message being sent: this participant's alone
         self._reset()
-        global _RESERVE
         _RESERVE = None
         transient("boot", "start", self, config, store or Store(), client)
 
