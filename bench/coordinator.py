@@ -11,10 +11,13 @@ with a SQLite file store:
 
 The floor is the least any coordinator must do with the same N messages:
 crypto_box_seal_open with the round key, one Ed25519 check of the signed bytes,
-decoding the masked vector and adding it, modulo the group order, into a numpy
-aggregate; in one thread (the ratio's reference) and with 2 threads for the
-crypto. Floors are best of 3. ratio = our msg/s / floor msg/s; the target is
-0.5. Message preparation is not timed. Every message must be accepted.
+the sortition check (SHA-256 of the sum and the update signature against the
+round's thresholds, and the Ed25519 check of the update signature, without
+which anybody could claim the update task), decoding the masked vector and
+adding it, modulo the group order, into a numpy aggregate; in one thread (the
+ratio's reference) and with 2 threads for the crypto. Floors are best of 3.
+ratio = our msg/s / floor msg/s; the target is 0.5. Message preparation is not
+timed. Every message must be accepted.
 
 Usage: python bench/coordinator.py [--weights 1000,100000] [--messages N]
        [--config "W32/F32/b2/m10,Prime/F32/B0/M3"] [--quick] [--json FILE]
@@ -24,12 +27,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from fractions import Fraction
 from pathlib import Path
+from typing import NamedTuple
 
 import aiohttp
 import nacl.bindings as sodium
@@ -197,10 +203,33 @@ def run_http(settings, sum_boxes, boxes, params) -> float:
 
 # -- the floor --------------------------------------------------------------------------------
 
-def floor_open(box: bytes, round_keys: EncryptKeyPair, config, weights: int) -> np.ndarray:
-    """Unseal, verify the signature, decode the masked vector."""
+class Sortition(NamedTuple):
+    """What the floor's sortition check needs of the round: its seed and the two thresholds."""
+
+    seed: bytes
+    sum_bound: int     # a signature is eligible when int_le(SHA-256(signature)) <= bound
+    update_bound: int
+
+    @classmethod
+    def of(cls, params) -> "Sortition":
+        def bound(probability: float) -> int:
+            p = Fraction(min(max(probability, 0.0), 1.0))
+            return p.numerator * (2 ** 256 - 1) // p.denominator
+        return cls(bytes(params.seed), bound(params.sum), bound(params.update))
+
+
+def floor_open(box: bytes, round_keys: EncryptKeyPair, config, weights: int,
+               sortition: Sortition) -> np.ndarray:
+    """Unseal, verify the signature, check the sortition, decode the masked vector."""
     plain = sodium.crypto_box_seal_open(box, round_keys.public_key, round_keys.secret_key)
-    sodium.crypto_sign_open(plain, plain[64:96])  # signature || signed bytes is the message itself
+    pk = plain[64:96]
+    sodium.crypto_sign_open(plain, pk)  # signature || signed bytes is the message itself
+    sum_sig = plain[HEADER_LENGTH:HEADER_LENGTH + SIGNATURE_LENGTH]
+    update_sig = plain[HEADER_LENGTH + SIGNATURE_LENGTH:HEADER_LENGTH + 2 * SIGNATURE_LENGTH]
+    if (int.from_bytes(hashlib.sha256(sum_sig).digest(), "little") <= sortition.sum_bound
+            or int.from_bytes(hashlib.sha256(update_sig).digest(), "little") > sortition.update_bound):
+        raise RuntimeError("the floor was given a message of a participant without the update task")
+    sodium.crypto_sign_open(update_sig + sortition.seed + b"update", pk)
     bpn = config.bytes_per_number
     data = plain[VECTOR_OFFSET:VECTOR_OFFSET + weights * bpn]
     if bpn in (4, 8):
@@ -222,7 +251,7 @@ def floor_add(aggregate: np.ndarray, values: np.ndarray, order: int) -> None:
         np.minimum(aggregate, aggregate - np.uint64(order), out=aggregate)
 
 
-def run_floor(boxes, round_keys: EncryptKeyPair, config, weights: int, threads: int,
+def run_floor(boxes, round_keys: EncryptKeyPair, config, weights: int, sortition: Sortition, threads: int,
               repeat: int = 3) -> float:
     best = float("inf")
     for _ in range(repeat):
@@ -230,10 +259,10 @@ def run_floor(boxes, round_keys: EncryptKeyPair, config, weights: int, threads: 
         started = time.perf_counter()
         if threads == 1:
             for box in boxes:
-                floor_add(aggregate, floor_open(box, round_keys, config, weights), config.order)
+                floor_add(aggregate, floor_open(box, round_keys, config, weights, sortition), config.order)
         else:
             with ThreadPoolExecutor(threads) as pool:
-                for values in pool.map(lambda b: floor_open(b, round_keys, config, weights), boxes):
+                for values in pool.map(lambda b: floor_open(b, round_keys, config, weights, sortition), boxes):
                     floor_add(aggregate, values, config.order)
         best = min(best, time.perf_counter() - started)
     return len(boxes) / best
@@ -263,8 +292,9 @@ def run(config_name: str, weights: int, messages: int, sums: int, concurrency: i
     progress(f"{what}: HTTP, {messages} concurrent requests")
     ours_http = run_http(settings["http"], sum_boxes, boxes, params)
     progress(f"{what}: floor")
-    floor1 = run_floor(boxes, round_keys, config, weights, threads=1)
-    floor2 = run_floor(boxes, round_keys, config, weights, threads=2)
+    sortition = Sortition.of(params)
+    floor1 = run_floor(boxes, round_keys, config, weights, sortition, threads=1)
+    floor2 = run_floor(boxes, round_keys, config, weights, sortition, threads=2)
     rows = []
     for label, ours in ((f"handle(), {concurrency} in flight", ours_local),
                         (f"HTTP POST, {messages} concurrent", ours_http)):
@@ -281,7 +311,8 @@ def print_table(rows: list[dict]) -> None:
         print(f"{r['config']:<16} {r['what']:<26} {r['weights']:>8} {r['messages']:>8} "
               f"{r['ours_msg_per_s']:>11.1f} {r['floor_msg_per_s']:>12.1f} {r['ratio']:>6.3f} "
               f"{r['target']:>6.1f}  {r['floor_2_threads_msg_per_s']:>14.1f}")
-    print("ratio = ours / floor; floor = seal_open + Ed25519 verify + decode + numpy modular add, "
+    print("ratio = ours / floor; floor = seal_open + Ed25519 verify + sortition check (2 SHA-256, "
+          "1 Ed25519 verify) + decode + numpy modular add, "
           "one thread (floor x2: crypto on 2 threads)")
 
 

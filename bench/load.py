@@ -27,7 +27,8 @@ process plays them all, sending from one asyncio event loop:
 Reported: round time (first Update sent to global model available), updates
 accepted, the coordinator's CPU seconds over the round (user + system of all its
 threads, from /proc/PID/stat) and this process's own. The floor is the CPU time one
-thread needs for seal_open + Ed25519 verify + decode + modular add of the same N
+thread needs for seal_open + Ed25519 verify + the sortition check (2 SHA-256, the update
+signature's Ed25519 verify) + decode + modular add of the same N
 Update messages (bench/coordinator.py's floor; the same signed messages, sealed to a
 key of the floor's own since the round's secret key never leaves the coordinator;
 best of 3). ratio = floor CPU / coordinator CPU over the round; the target is 0.5.
@@ -69,7 +70,6 @@ sys.path.insert(0, str(ROOT))
 from pet import crypto  # noqa: E402
 from pet.crypto import EncryptKeyPair, SigningKeyPair, sha256  # noqa: E402
 from pet.mask import aggregate_masks, mask_model  # noqa: E402
-from pet.mask.config import MaskConfig  # noqa: E402
 from pet.multipart import encode_messages, max_payload_size  # noqa: E402
 from pet.sortition import Task, select_task  # noqa: E402
 from pet.wire import LocalSeedDict, Message, RoundParameters, Sum, Sum2, Update, UpdateSeedDict  # noqa: E402
@@ -415,16 +415,18 @@ async def run_round(coordinator: CoordinatorProcess, pool, params: RoundParamete
 
 # -- the floor ---------------------------------------------------------------------------------
 
-def floor_cpu(boxes: list[bytes], floor_keys: EncryptKeyPair, config: MaskConfig, weights: int,
+def floor_cpu(boxes: list[bytes], floor_keys: EncryptKeyPair, params: RoundParameters, weights: int,
               repeat: int = 3) -> float:
-    """CPU seconds of seal_open + verify + decode + add of every box in one thread, best of `repeat`."""
+    """CPU seconds of seal_open + verify + sortition check + decode + add of every box in one
+    thread, best of `repeat`."""
     bc = bench_coordinator()
+    config, sortition = params.mask_config.vect, bc.Sortition.of(params)
     best = math.inf
     for _ in range(repeat):
         aggregate = np.zeros(weights, dtype=np.uint64)
         started = time.process_time()
         for box in boxes:
-            bc.floor_add(aggregate, bc.floor_open(box, floor_keys, config, weights), config.order)
+            bc.floor_add(aggregate, bc.floor_open(box, floor_keys, config, weights, sortition), config.order)
         best = min(best, time.process_time() - started)
     return best
 
@@ -477,7 +479,7 @@ def run(updates: int, weights: int, sums: int, store: str, concurrency: int, mas
     # fixed point floors each weight to a multiple of 1/exp_shift; the f32 download rounds
     tolerance = 1 / float(config.exp_shift) + 1e-6
     error = float(np.max(np.abs(result.pop("model") - expected)))
-    floor = floor_cpu([box for _, box in built], floor_keys, config, weights)
+    floor = floor_cpu([box for _, box in built], floor_keys, params, weights)
     ratio = floor / result["coordinator_cpu_s"]
     return {
         "what": f"round of {updates} updates, {weights} weights, {sums} sums, {store}",

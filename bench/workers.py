@@ -19,8 +19,9 @@ Also reported, over the timed window of the best run: CPU seconds (user + system
 /proc/PID/stat) of the client (this process), of the coordinator processes and of
 redis-server, and how many messages each coordinator process judged.
 
-The floor is bench/coordinator.py's: crypto_box_seal_open + Ed25519 verify + decode +
-numpy modular add of the same N signed messages (sealed to a key of the floor's own),
+The floor is bench/coordinator.py's: crypto_box_seal_open + Ed25519 verify + the sortition
+check (2 SHA-256, the update signature's Ed25519 verify) + decode + numpy modular add of
+the same N signed messages (sealed to a key of the floor's own),
 best of 3, on one thread and with the crypto on 2 threads.
 
 Rows (bench/run.py's form): the speed-up (2 processes / 1 process), 2 processes against
@@ -273,7 +274,8 @@ def run_once(workdir: Path, redis, processes: int, args, batch: int, floor_pk: b
         c.stop()
     return {"processes": processes, "msg_per_s": len(boxes) / seconds, "seconds": seconds,
             "client_cpu_s": client_cpu, "coordinator_cpu_s": coordinator_cpu, "redis_cpu_s": redis_cpu,
-            "judged": judged, "message_bytes": len(boxes[0]), "floor_boxes": floor_boxes}
+            "judged": judged, "message_bytes": len(boxes[0]), "floor_boxes": floor_boxes,
+            "floor_sortition": bc.Sortition.of(params)}
 
 
 def measure(workdir: Path, args, batch: int) -> dict:
@@ -295,11 +297,11 @@ def measure(workdir: Path, args, batch: int) -> dict:
     finally:
         redis.stop()
     config = bc.parse_mask_config(CONFIG)
-    boxes = best[1].pop("floor_boxes")
-    best[2].pop("floor_boxes")
+    boxes, sortition = best[1].pop("floor_boxes"), best[1].pop("floor_sortition")
+    best[2].pop("floor_boxes"), best[2].pop("floor_sortition")
     progress(f"  floor: {len(boxes)} messages, 1 and 2 threads")
-    floor1 = bc.run_floor(boxes, floor_keys, config, args.weights, threads=1)
-    floor2 = bc.run_floor(boxes, floor_keys, config, args.weights, threads=2)
+    floor1 = bc.run_floor(boxes, floor_keys, config, args.weights, sortition, threads=1)
+    floor2 = bc.run_floor(boxes, floor_keys, config, args.weights, sortition, threads=2)
     return {"batch": batch, "one": best[1], "two": best[2], "floor_1_thread_msg_per_s": floor1,
             "floor_2_threads_msg_per_s": floor2,
             "paired_speedups": [two / one for one, two in zip(pairs[::2], pairs[1::2])]}
@@ -359,7 +361,7 @@ def print_table(results: list[dict]) -> None:
         print(f"{route_name(r['batch'])}: speed-up of each pair of runs {paired}; "
               f"coordinator cores used {one['coordinator_cpu_s'] / one['seconds']:.2f} (1 process), "
               f"{two['coordinator_cpu_s'] / two['seconds']:.2f} (2); judged {two['judged']}")
-    print("speed-up = 2 processes / 1 process; floor = seal_open + Ed25519 verify + decode + numpy "
+    print("speed-up = 2 processes / 1 process; floor = seal_open + Ed25519 verify + sortition check + decode + numpy "
           "modular add (floor2: crypto on 2 threads)")
 
 
