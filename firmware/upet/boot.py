@@ -2,7 +2,6 @@
 the participant runs): the signing key, the MQTT client and the round saved in flash.
 """
 
-import gc
 import os
 
 from upet import ed25519, transient
@@ -53,19 +52,13 @@ def start(p, config, store, mqtt):
         transient("config", "check", c, mqtt is None)
     except ValueError as e:
         raise ValueError("%s: %s" % (store.path("config.json"), e)) from None
-    size = int(c.get("max_message_size") or 3912)
-    if p._buf is None or len(p._buf) != size:
-        # the buffer allocated before the code loaded has XayNet's default size: the one of
-        # the configured size takes its place, so a smaller maximum leaves the rest free
-        p._buf = None
-        gc.collect()
-        p._buf = bytearray(size)
     if c.get("table_rows"):  # Ed25519 fixed-base table: 864 bytes a row (default 4), fewer is slower
         ed25519.set_table_rows(c["table_rows"])  # before the key check below builds the table
     p.seed, p.pk = signing_key(store)
     p.me = p.pk.hex()
     p.prefix = c.get("prefix", "pet") + "/"
-    p.max_payload = size - 184  # payload bytes per message: max sealed size - header 136 - seal 48
+    # payload bytes per message: max sealed size - header 136 - seal 48
+    p.max_payload = int(c.get("max_message_size") or 3912) - 184
     p.ack_ms = int(c.get("ack_timeout", 30) * 1000)
     p.client = mqtt or client(p)
     p.client.set_callback(p._on_message)

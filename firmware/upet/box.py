@@ -10,7 +10,8 @@ ciphertext under the keystream's first 32 bytes.
 `Sealer` keeps one ephemeral key for many recipients: its public key is
 computed once, each further recipient costs one scalar multiplication. Both
 directions work in place on the caller's buffer, so a message costs no second
-copy of itself. upet.crypto adds the forms that return new bytes.
+copy of itself; `Sealer.seal_pieces` seals a message larger than the heap, a
+piece at a time. upet.crypto adds the forms that return new bytes.
 
 Kernels (`upet.kernels.load("box")`: upet/native/box.py, or the Python
 fallback): `salsa20_xor` XORs the keystream on a 128-byte state, the 16-word
@@ -61,15 +62,20 @@ def hsalsa20(key, nonce16):
     return bytes(z[0:32])
 
 
-def poly1305(key, data):
-    """The Poly1305 tag of data under a one-time 32-byte key: a short last block
-    padded with 1 then zeros, h mod 2^130 - 5, plus the key's second half mod 2^128."""
+def _poly_state(key):
+    """Poly1305's state for a one-time 32-byte key: h, r and 5 r as 10 limbs of 13 bits each."""
     r = int.from_bytes(key[0:16], "little") & 0x0FFFFFFC0FFFFFFC0FFFFFFC0FFFFFFF
-    st = bytearray(120)  # h, r and 5 r as 10 limbs of 13 bits each
+    st = bytearray(120)
     for i in range(10):
         limb = (r >> (13 * i)) & 0x1FFF
         struct.pack_into("<I", st, 40 + 4 * i, limb)
         struct.pack_into("<I", st, 80 + 4 * i, 5 * limb)
+    return st
+
+
+def _poly_absorb(st, data):
+    """Takes in data; a short last block (only the last piece of a message may have one)
+    is padded with 1 then zeros."""
     n = len(data)
     full = n & ~15
     _k.poly1305_blocks(st, data, 0, full, 1)
@@ -78,10 +84,21 @@ def poly1305(key, data):
         last[0:n - full] = memoryview(data)[full:]
         last[n - full] = 1
         _k.poly1305_blocks(st, last, 0, 16, 0)
+
+
+def _poly_tag(st, key):
+    """h mod 2^130 - 5, plus the key's second half, mod 2^128."""
     h = 0
     for i in range(9, -1, -1):
         h = (h << 13) + struct.unpack_from("<I", st, 4 * i)[0]
     return ((h % ((1 << 130) - 5) + int.from_bytes(key[16:32], "little")) & ((1 << 128) - 1)).to_bytes(16, "little")
+
+
+def poly1305(key, data):
+    """The Poly1305 tag of data under a one-time 32-byte key."""
+    st = _poly_state(key)
+    _poly_absorb(st, data)
+    return _poly_tag(st, key)
 
 
 def blake2b(data, digest_size=64):
@@ -160,16 +177,46 @@ class Sealer:
         self.public_key = x25519_base(sk)
         self._sealed = set()
 
-    def seal_into(self, buf, pk):
-        """Seal in place: the message at buf[48:] becomes its ciphertext, buf[:48] receives eph_pk || tag."""
+    def _recipient(self, pk):
         pk = bytes(pk)
-        if len(pk) != 32 or len(buf) < 48:
-            raise ValueError("keys are 32 bytes, a sealed box at least 48")
+        if len(pk) != 32:
+            raise ValueError("keys are 32 bytes")
         if pk in self._sealed:
             raise ValueError("already sealed to this recipient")
-        _box_into(buf, self._sk, pk, blake2b(self.public_key + pk, 24), False)
         self._sealed.add(pk)
+        return pk
+
+    def seal_into(self, buf, pk):
+        """Seal in place: the message at buf[48:] becomes its ciphertext, buf[:48] receives eph_pk || tag."""
+        if len(buf) < 48:
+            raise ValueError("a sealed box is at least 48 bytes")
+        pk = self._recipient(pk)
+        _box_into(buf, self._sk, pk, blake2b(self.public_key + pk, 24), False)
         buf[0:32] = self.public_key
+
+    def seal_pieces(self, pk, pieces):
+        """Seal a message that arrives in pieces: each buffer `pieces` yields becomes its
+        ciphertext in place before the next is asked for (so the caller can write it
+        back where it came from); every piece but the last must be a multiple of 16
+        bytes long. Returns what goes before the ciphertext: eph_pk || tag."""
+        pk = self._recipient(pk)
+        shared = x25519(self._sk, pk)
+        if not any(shared):
+            raise ValueError("public key of low order")
+        nonce = blake2b(self.public_key + pk, 24)
+        s = salsa_state(hsalsa20(hsalsa20(shared, bytes(16)), nonce[0:16]), bytes(nonce[16:24]) + bytes(8))
+        otk = bytearray(32)  # the one-time Poly1305 key: the keystream's first 32 bytes
+        _k.salsa20_xor(s, otk, 0, 32, 0)
+        st, done, short = _poly_state(otk), 32, False
+        for piece in pieces:
+            if short:
+                raise ValueError("only the last piece may be shorter than a multiple of 16 bytes")
+            n = len(piece)
+            _k.salsa20_xor(s, piece, 0, n, done & 63)  # the keystream goes on in the same block
+            _poly_absorb(st, piece)
+            done += n
+            short = n & 15
+        return self.public_key + _poly_tag(st, otk)
 
 
 def seal_open_into(buf, pk, sk):

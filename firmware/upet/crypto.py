@@ -79,8 +79,8 @@ def _check_secretbox(nonce, key):
 
 
 class Sealer(_box.Sealer):
-    """upet.box.Sealer (one ephemeral key, any number of recipients, `seal_into`)
-    with `seal`, which returns a new box."""
+    """upet.box.Sealer (one ephemeral key, any number of recipients, `seal_into`,
+    `seal_pieces`) with `seal`, which returns a new box."""
 
     def seal(self, msg, pk):
         """The sealed box of `msg` to `pk`: eph_pk || tag || ciphertext (48 bytes longer than msg)."""

@@ -72,6 +72,11 @@ _BLOCK = bytearray(256)
 
 def sha512(*parts):
     """The SHA-512 digest of the concatenation of parts (bytes, bytearrays or memoryviews)."""
+    return _sha512(parts)
+
+
+def _sha512(parts):
+    """sha512 of an iterable of parts, each taken in before the next is asked for."""
     h, block = _H, _BLOCK
     h[0:16] = _IV
     fill = 0
@@ -265,11 +270,20 @@ def x25519_base(scalar):
     return f.get(ws, _TB)
 
 
+def _then(head, msg):
+    yield from head
+    yield from msg() if callable(msg) else (msg,)
+
+
 def sign(seed, msg):
-    """The 64-byte RFC 8032 signature R || S of msg by the key of a 32-byte seed."""
+    """The 64-byte RFC 8032 signature R || S of msg by the key of a 32-byte seed.
+
+    msg is the message, or a function returning an iterable of its pieces, so that
+    a message too large for the heap is signed from where it is (a file): it is
+    called twice, as Ed25519 hashes the message twice."""
     pk = public_key(seed)
     h = _last[0]
-    r = int.from_bytes(sha512(h[32:], msg), "little") % L
+    r = int.from_bytes(_sha512(_then((h[32:],), msg)), "little") % L
     R = encode(_base_mul(r.to_bytes(32, "little")))
-    k = int.from_bytes(sha512(R, pk, msg), "little") % L
+    k = int.from_bytes(_sha512(_then((R, pk), msg)), "little") % L
     return R + ((r + k * int.from_bytes(_clamp(h), "little")) % L).to_bytes(32, "little")

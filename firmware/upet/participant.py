@@ -10,8 +10,10 @@
 
 Messages go out one sealed message (or chunk) at a time on `<prefix>/dev/<pk>/msg`;
 the next is built when the verdict on `.../ack` accepted the last. A chunk is built
-from the payload range it carries, so no whole Update payload is ever held: the only
-model-sized buffers are the app's weights and a sum participant's global mask.
+from the payload range it carries, into a flash file (upet.store's round.msg), where it
+is signed and sealed 256 bytes at a time and from where it is published: no message is
+ever held whole, whatever max_message_size allows, and the only model-sized buffers are
+the app's weights and a sum participant's global mask.
 
 Parameters of a round the participant has left are ignored: a broker restored from
 its saved state serves the retained parameters of an earlier round for a while, and
@@ -27,12 +29,11 @@ only now and then loads for that call only (upet.transient): the start-up and re
 """
 
 # Long-lived buffers come before the code loads, as loading leaves the heap in small
-# pieces: the sealed message being sent (XayNet's default maximum size; upet.boot puts
-# one of the configured max_message_size in its place), masking scratch, then the curve
-# workspace (upet.x25519 allocates it as it loads). The reserve keeps 4 KB in one piece
-# until start-up, for what needs larger pieces then: the Ed25519 table rows (864 bytes
-# each) and the MQTT client.
-_BUF = bytearray(3912)
+# pieces: the window through which a message is signed, sealed and published, masking
+# scratch, then the curve workspace (upet.x25519 allocates it as it loads). The reserve
+# keeps 4 KB in one piece until start-up, for what needs larger pieces then: the Ed25519
+# table rows (864 bytes each) and the MQTT client.
+_WINDOW = bytearray(256)
 _SCRATCH = bytearray(768)  # 64 weights in, 64 masked words out; before that, sum dict entries
 _RESERVE = bytearray(4096)
 from upet import x25519  # noqa: E402,F401
@@ -45,7 +46,7 @@ import time  # noqa: E402
 from upet import ed25519, transient  # noqa: E402
 from upet.box import Sealer  # noqa: E402
 from upet.mask import MaskConfig, Masker  # noqa: E402
-from upet.store import WEIGHTS, Store  # noqa: E402
+from upet.store import MSG, WEIGHTS, Store  # noqa: E402
 
 _TAG = {"sum": 1, "update": 2, "sum2": 3}
 _NEXT = {"sum": "sum2", "sum2": "awaiting", "update": "awaiting"}
@@ -71,6 +72,22 @@ def _ms():
     return time.ticks_ms()
 
 
+def _windows(f, start, n, write_back=False):
+    """The bytes [start, start + n) of file f, 256 at a time in one buffer; with write_back,
+    each window goes back to the file once the next one is asked for (or the last is done)."""
+    w = memoryview(_WINDOW)
+    end = start + n
+    while start < end:
+        k = min(256, end - start)
+        f.seek(start)
+        f.readinto(w[:k])
+        yield w[:k]
+        if write_back:
+            f.seek(start)
+            f.write(w[:k])
+        start += k
+
+
 class Participant:
     """train(params) -> (array('f') weights, scalar) or None when not ready;
     on_model(round_id, weights) gets each new global model, streamed into `model`."""
@@ -84,9 +101,8 @@ class Participant:
         self._incoming = self.model_round = self._borrowed = self._ours = None
         self._piece = self._at = self._pos = self._last = self._count = self._sent = self._wait = None
         self._left = []
-        global _BUF, _RESERVE
-        self._buf, _BUF = _BUF, None  # the sealed message being sent: this participant's alone
         self._reset()
+        global _RESERVE
         _RESERVE = None
         transient("boot", "start", self, config, store or Store(), client)
 
@@ -156,6 +172,7 @@ class Participant:
             for k in ("ephm_sk", "mask_seed", "seal_sk"):
                 s.pop(k, None)
             self.store.remove(WEIGHTS)
+            self.store.remove(MSG)
         self._save()
         if not sending:
             self._subscribe_role()
@@ -250,21 +267,20 @@ class Participant:
             sealer.seal_into(memoryview(e)[32:], sums[i + 32:i + 64])
             yield e
 
-    def _read(self, out, skip=False):
-        """Copies the next len(out) payload bytes into out (or skips them)."""
-        done = 0
-        while done < len(out):
+    def _take(self, n, write=None):
+        """Hands the next n payload bytes to write, in pieces (or skips them)."""
+        while n:
             if self._at == len(self._piece):
                 self._piece, self._at = memoryview(next(self._gen)), 0  # slices without copies
-            k = min(len(out) - done, len(self._piece) - self._at)
-            if not skip:
-                out[done:done + k] = self._piece[self._at:self._at + k]
-            done += k
+            k = min(n, len(self._piece) - self._at)
+            if write:
+                write(self._piece[self._at:self._at + k])
+            n -= k
             self._at += k
-        self._pos += done
+            self._pos += k
 
     def _build(self):
-        """Message (or chunk) number self.chunk, signed and sealed in self._buf."""
+        """Message (or chunk) number self.chunk, signed and sealed in the store's MSG file."""
         p, P = self.params, self.max_payload
         wb, ub = p.vect.word_bytes, p.unit.word_bytes
         total = {"sum": 96, "sum2": 76 + p.model_length * wb + ub}.get(
@@ -276,26 +292,38 @@ class Participant:
         self._last = start + size >= total
         self._count = (total + P - 9) // (P - 8) if multi else 1
         length = 136 + size + (8 if multi else 0)
-        box = memoryview(self._buf)[:48 + length]
-        msg = box[48:]
-        msg[64:96], msg[96:128] = self.pk, p.pk
-        msg[128:136] = struct.pack(">IBBH", length, _TAG[self.phase], int(multi), 0)
-        if multi:
-            msg[136:144] = struct.pack(">HHB3x", self.chunk, self.state["msg_id"], int(self._last))
         if self._gen is None or self._pos != start:
             self._gen, self._piece, self._at, self._pos = self._pieces(), b"", 0, 0
-            while self._pos < start:  # skipped bytes are not copied: any buffer gives the length
-                self._read(memoryview(_SCRATCH)[:min(256, start - self._pos)], True)
-        self._read(msg[length - size:length])
-        msg[:64] = ed25519.sign(self.seed, msg[64:length])
-        Sealer().seal_into(box, p.pk)
-        self._sealed = box
+            self._take(start)
+        path = self.store.path(MSG)
+        with open(path, "wb") as f:  # the signature's place, then what it signs
+            f.write(bytes(64))
+            f.write(self.pk + p.pk + struct.pack(">IBBH", length, _TAG[self.phase], int(multi), 0))
+            if multi:
+                f.write(struct.pack(">HHB3x", self.chunk, self.state["msg_id"], int(self._last)))
+            self._take(size, f.write)
+        with open(path, "r+b") as f:
+            sig = ed25519.sign(self.seed, lambda: _windows(f, 64, length - 64))
+            f.seek(0)
+            f.write(sig)
+            head = Sealer().seal_pieces(p.pk, _windows(f, 0, length, True))
+            digest = hashlib.sha256(head)  # the message id in the verdict: of the sealed bytes
+            for w in _windows(f, 0, length):
+                digest.update(w)
+        self._sealed = (head, length)
+        self._pending = digest.digest()[:8].hex()
 
     def _publish(self):
-        sealed = self._sealed
-        self._pending = hashlib.sha256(sealed).digest()[:8].hex()
+        head, length = self._sealed
+        path = self.store.path(MSG)
+
+        def fill(write):  # again from the file if the client must send it again
+            write(head)
+            with open(path, "rb") as f:
+                for w in _windows(f, 0, length):
+                    write(w)
         self._verdict, self._sent, self._wait = None, _ms(), self.ack_ms
-        self.client.publish_stream(self.prefix + "dev/%s/msg" % self.me, len(sealed), lambda w: w(sealed), 1)
+        self.client.publish_stream(self.prefix + "dev/%s/msg" % self.me, 48 + length, fill, 1)
         return True
 
     def _send(self):

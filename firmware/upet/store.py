@@ -10,6 +10,8 @@ Layout in the store's directory (the board's root by default):
                ephemeral and mask seeds, message id, next chunk
   round.f32    the weights of the update being sent, so that a reset resumes
                the same update instead of building another one
+  round.msg    the message (or chunk) being sent: built, signed and sealed here
+               a window at a time, and published from here
 
 Every write goes to a temporary file first and is renamed over the old one,
 so a reset leaves either the old file or the new one, never half of one.
@@ -23,6 +25,7 @@ KEY = "key"
 CONFIG = "config.json"
 ROUND = "round.json"
 WEIGHTS = "round.f32"
+MSG = "round.msg"
 
 
 def _remove(path):

@@ -303,6 +303,30 @@ except ValueError:
     assert lines(out) == ["True"] * (2 + 2 * n)
 
 
+def test_a_message_sealed_in_pieces_is_the_same_box(upy):
+    """Sealer.seal_pieces (a message larger than the heap, a piece at a time) gives the box
+    seal_into gives, for every split, and refuses a short piece that is not the last."""
+    out = upy("""
+import json
+from upet import crypto
+h = bytes.fromhex
+v = json.load(open(VECTORS + "/sealed.json"))["cases"][-1]
+msg = bytes(range(256)) * 4 + bytes(range(77))
+whole = crypto.seal(msg, h(v["recipient_pk"]), h(v["ephemeral_sk"]))
+for size in (16, 48, 64, 256, 2048):
+    m = bytearray(msg)
+    pieces = (memoryview(m)[i:i + size] for i in range(0, len(m), size))
+    head = crypto.Sealer(h(v["ephemeral_sk"])).seal_pieces(h(v["recipient_pk"]), pieces)
+    print(head + m == whole)
+try:
+    crypto.Sealer().seal_pieces(h(v["recipient_pk"]), (bytearray(7), bytearray(16)))
+    print("a short piece before the last")
+except ValueError as e:
+    print("refused" if str(e) == "only the last piece may be shorter than a multiple of 16 bytes" else e)
+""")
+    assert lines(out) == ["True"] * 5 + ["refused"]
+
+
 def test_boxes_cross_between_board_and_libsodium(upy):
     """Boxes sealed on the board (fresh ephemeral key) open with PyNaCl, and PyNaCl's open on the board."""
     recipient = PrivateKey(det(32, 40))

@@ -192,6 +192,21 @@ def test_ed25519_rfc8032(upy):
     assert _lines(out) == ["True"] * 12
 
 
+def test_ed25519_signs_a_message_given_in_pieces(upy):
+    """sign(seed, function returning the pieces): the RFC 8032 signature, however the message
+    is split (a participant signs its messages from a file, 256 bytes at a time)."""
+    out = upy(f"""
+        from upet.ed25519 import sign
+        h = bytes.fromhex
+        for sk, pk, msg, sig in {RFC8032!r}:
+            m = h(msg)
+            for size in (1, 3, 128, 200):
+                pieces = lambda: (memoryview(m)[i:i + size] for i in range(0, len(m), size))
+                print(sign(h(sk), pieces).hex() == sig)
+    """)
+    assert _lines(out) == ["True"] * 12
+
+
 def test_ed25519_golden_vectors(upy):
     keys = json.loads((VECTORS / "keys.json").read_text())["keys"]
     cases = json.loads((VECTORS / "signatures.json").read_text())["cases"]
