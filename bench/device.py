@@ -120,7 +120,7 @@ class Reader:
 class Client:
     # the broker and the gateway: delivers what is queued, acks every publish
     def __init__(self):
-        self.queue, self.sent, self.messages, self.keep = [], 0, 0, None
+        self.queue, self.sent, self.messages, self.keep, self.written = [], 0, 0, None, 0
     def set_callback(self, cb):
         self.cb = cb
     def subscribe(self, topic, qos=1):
@@ -132,15 +132,21 @@ class Client:
     def wait_msg(self, timeout=None):
         self.check_msg()
     def publish_stream(self, topic, length, fill, qos=1, retain=False, timeout=60):
+        # the payload comes in pieces, as to the socket; they must add up to the length announced
+        self.written = 0
+        if self.keep:
+            self.keep.write(struct.pack(">I", length))
         fill(self.write)
+        if self.written != length:
+            raise ValueError("published %d bytes, announced %d" % (self.written, length))
         self.sent += length
         self.messages += 1
         sample()
         ack = b'{"accepted": true, "reason": "", "detail": "", "msg": "%s"}' % p._pending
         self.queue.append((ACK, io.BytesIO(ack), len(ack)))
     def write(self, data):
+        self.written += len(data)
         if self.keep:
-            self.keep.write(struct.pack(">I", len(data)))
             self.keep.write(data)
 
 def deliver(topic, name, offset=0, length=None):
