@@ -33,7 +33,6 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from fractions import Fraction
 from pathlib import Path
 from typing import NamedTuple
 
@@ -48,7 +47,7 @@ from coordinator.settings import load_settings, parse_mask_config  # noqa: E402
 from pet import crypto  # noqa: E402
 from pet.crypto import EncryptKeyPair, SigningKeyPair, sha256  # noqa: E402
 from pet.mask import mask_model  # noqa: E402
-from pet.sortition import Task, select_task  # noqa: E402
+from pet.sortition import Task, eligibility_bound, select_task  # noqa: E402
 from pet.wire import HEADER_LENGTH, SIGNATURE_LENGTH, LocalSeedDict, Message, Sum, Tag, Update  # noqa: E402
 from tests.coordinator_harness import RunningCoordinator  # noqa: E402
 
@@ -212,10 +211,7 @@ class Sortition(NamedTuple):
 
     @classmethod
     def of(cls, params) -> "Sortition":
-        def bound(probability: float) -> int:
-            p = Fraction(min(max(probability, 0.0), 1.0))
-            return p.numerator * (2 ** 256 - 1) // p.denominator
-        return cls(bytes(params.seed), bound(params.sum), bound(params.update))
+        return cls(bytes(params.seed), eligibility_bound(params.sum), eligibility_bound(params.update))
 
 
 def floor_open(box: bytes, round_keys: EncryptKeyPair, config, weights: int,

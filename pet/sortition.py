@@ -9,6 +9,7 @@ can check a claimed task without trusting the participant.
 from __future__ import annotations
 
 import enum
+import functools
 from fractions import Fraction
 from typing import NamedTuple
 
@@ -33,23 +34,26 @@ def update_signature(keys: SigningKeyPair, round_seed: bytes) -> bytes:
     return keys.sign(bytes(round_seed) + b"update")
 
 
-def is_eligible(signature: bytes, probability: float) -> bool:
-    """int_le(SHA-256(signature)) / (2^256 - 1) <= probability, compared exactly.
+@functools.lru_cache(maxsize=64)
+def eligibility_bound(probability: float) -> int:
+    """The largest int_le(SHA-256(signature)) that is eligible at this probability, exactly:
+    h / (2^256 - 1) <= p means h <= floor(p (2^256 - 1)) for an integer h, with p's exact
+    binary value, as in the Rust coordinator. Below 0 or NaN (on which the Rust code panics)
+    nobody is eligible (-1), above 1 everybody. Rounds use few probabilities: cached."""
+    if not probability >= 0:  # negative or NaN
+        return -1
+    if probability > 1:
+        return _HASH_MAX
+    p = Fraction(probability)
+    return p.numerator * _HASH_MAX // p.denominator
 
-    The probability counts with its exact binary value, as in the Rust
-    coordinator. Below 0 nobody is eligible, above 1 everybody. A NaN
-    probability (on which the Rust code panics) makes nobody eligible.
-    """
+
+def is_eligible(signature: bytes, probability: float) -> bool:
+    """int_le(SHA-256(signature)) / (2^256 - 1) <= probability, compared exactly
+    (eligibility_bound)."""
     if len(signature) != SIGNATURE_BYTES:
         raise CryptoError(f"signature must be {SIGNATURE_BYTES} bytes, got {len(signature)}")
-    if not probability >= 0:  # negative or NaN
-        return False
-    if probability > 1:
-        return True
-    h = int.from_bytes(sha256(signature), "little")
-    p = Fraction(probability)
-    # h / (2^256 - 1) <= num / den, both denominators positive
-    return h * p.denominator <= p.numerator * _HASH_MAX
+    return int.from_bytes(sha256(signature), "little") <= eligibility_bound(probability)
 
 
 class TaskSelection(NamedTuple):

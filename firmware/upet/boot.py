@@ -45,7 +45,7 @@ def client(p):
 
 
 def start(p, config, store, mqtt):
-    """Fills in participant p: config, key, client, buffers, and the saved round to resume."""
+    """Fills in participant p: config, key, client, and the saved round to resume."""
     p.store = store
     p.config = c = config if config is not None else store.config()
     try:

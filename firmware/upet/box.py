@@ -127,6 +127,14 @@ def blake2b(data, digest_size=64):
             return bytes(state[0:digest_size])
 
 
+def _xsalsa20(nonce, key):
+    """(the XSalsa20 state, the one-time Poly1305 key: the keystream's first 32 bytes)."""
+    s = salsa_state(hsalsa20(key, nonce[0:16]), bytes(nonce[16:24]) + bytes(8))
+    otk = bytearray(32)
+    _k.salsa20_xor(s, otk, 0, 32, 0)
+    return s, otk
+
+
 def secretbox_into(box, nonce, key, opening):
     """crypto_secretbox_easy in place on box = tag (16) || message, with a
     24-byte nonce and 32-byte key: seals the message into ciphertext and tag,
@@ -134,9 +142,7 @@ def secretbox_into(box, nonce, key, opening):
 
     Opening raises ValueError, leaving the box as it was, when the tag does not match.
     """
-    s = salsa_state(hsalsa20(key, nonce[0:16]), bytes(nonce[16:24]) + bytes(8))
-    otk = bytearray(32)  # the one-time Poly1305 key: the keystream's first 32 bytes
-    _k.salsa20_xor(s, otk, 0, 32, 0)
+    s, otk = _xsalsa20(nonce, key)
     n = len(box) - 16
     if not opening:
         _k.salsa20_xor(s, box, 16, n, 32)
@@ -152,13 +158,18 @@ def secretbox_into(box, nonce, key, opening):
         box[0:16] = tag
 
 
-def _box_into(buf, sk, pk, nonce, opening):
-    """secretbox_into on buf[32:] under crypto_box_beforenm(pk, sk); an
-    all-zero shared secret (a low-order pk) is refused, as libsodium does."""
+def _beforenm(sk, pk):
+    """crypto_box_beforenm(pk, sk); an all-zero shared secret (a low-order pk) is refused,
+    as libsodium does."""
     shared = x25519(sk, pk)
     if not any(shared):
         raise ValueError("public key of low order")
-    secretbox_into(memoryview(buf)[32:], nonce, hsalsa20(shared, bytes(16)), opening)
+    return hsalsa20(shared, bytes(16))
+
+
+def _box_into(buf, sk, pk, nonce, opening):
+    """secretbox_into on buf[32:] under crypto_box_beforenm(pk, sk)."""
+    secretbox_into(memoryview(buf)[32:], nonce, _beforenm(sk, pk), opening)
 
 
 class Sealer:
@@ -200,13 +211,7 @@ class Sealer:
         back where it came from); every piece but the last must be a multiple of 16
         bytes long. Returns what goes before the ciphertext: eph_pk || tag."""
         pk = self._recipient(pk)
-        shared = x25519(self._sk, pk)
-        if not any(shared):
-            raise ValueError("public key of low order")
-        nonce = blake2b(self.public_key + pk, 24)
-        s = salsa_state(hsalsa20(hsalsa20(shared, bytes(16)), nonce[0:16]), bytes(nonce[16:24]) + bytes(8))
-        otk = bytearray(32)  # the one-time Poly1305 key: the keystream's first 32 bytes
-        _k.salsa20_xor(s, otk, 0, 32, 0)
+        s, otk = _xsalsa20(blake2b(self.public_key + pk, 24), _beforenm(self._sk, pk))
         st, done, short = _poly_state(otk), 32, False
         for piece in pieces:
             if short:

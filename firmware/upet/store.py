@@ -11,9 +11,10 @@ Layout in the store's directory (the board's root by default):
   round.f32    the weights of the update being sent, so that a reset resumes
                the same update instead of building another one
   round.msg    the message (or chunk) being sent: built, signed and sealed here
-               a window at a time, and published from here
+               a window at a time, and published from here (upet.participant
+               writes it in place: after a reset it is built again)
 
-Every write goes to a temporary file first and is renamed over the old one,
+Every other write goes to a temporary file first and is renamed over the old one,
 so a reset leaves either the old file or the new one, never half of one.
 round.json holds secrets: nothing here prints what it reads.
 """
