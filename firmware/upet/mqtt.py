@@ -80,22 +80,24 @@ class Reader:
 class MQTTClient:
     def __init__(self, client_id, host, port=1883, user=None, password=None, keepalive=60,
                  ssl_params=None, clean_session=False, will=None):
-        self.client_id, self.host, self.port = client_id, host, port
-        self.user, self.password, self.keepalive = user, password, keepalive
-        self.ssl_params, self.clean_session, self.will = ssl_params, clean_session, will
+        # 17 attributes at most: an instance dict of up to 17 takes 272 bytes on x64, one of 18
+        # to 29 takes 464, a block a start-up in a heap of small pieces may not find
+        # what CONNECT sends, and where (upet.mqtt_connect)
+        self.settings = (client_id, host, port, user, password, ssl_params, clean_session, will)
+        self.keepalive = keepalive
         self.sock = self._raw = None  # with TLS, sock wraps the TCP socket _raw
+        self._poller = None         # waits for the first byte of a packet
         self.session_present = False
         self.connects = 0           # successful CONNECTs, for logs and tests
         self._cb = None
         self._subs = {}             # topic -> qos, renewed after a reconnect without a session
         self._pid = 0
-        self._unacked = 0           # packet id of the QoS 1 PUBLISH awaiting PUBACK
-        self._sub_pid = self._sub_rc = 0
+        self._unacked = 0           # packet id of the PUBLISH (QoS 1) or SUBSCRIBE awaiting its ack
+        self._sub_rc = 0            # the last SUBACK's return code
         self._refused = 0
         self._buf = memoryview(bytearray(64))  # headers, packet ids and skipped payload bytes
         self._timeout = 10
         self._last_tx = self._ping_at = 0
-        self._left = 0              # bytes a publish_stream fill still has to write
 
     def set_callback(self, cb):
         """cb(topic: bytes, reader: Reader, retained: bool) for every received PUBLISH. What it does
@@ -155,6 +157,14 @@ class MQTTClient:
         if qos:
             self._pid = pid = self._pid % 0xFFFF + 1
         deadline = _deadline(timeout)
+        left = length  # bytes fill has still to write
+
+        def write(data):
+            nonlocal left
+            if len(data) > left:
+                raise ValueError("fill wrote more or fewer bytes than announced")
+            self._write(data)
+            left -= len(data)
         try:
             while True:
                 try:
@@ -172,9 +182,9 @@ class MQTTClient:
                     self._write(topic)
                     if qos:
                         self._write(buf[i + 2:i + 4])
-                    self._left = length
-                    fill(self._fill_write)
-                    if self._left:
+                    left = length
+                    fill(write)
+                    if left:
                         raise ValueError("fill wrote more or fewer bytes than announced")
                     while self._unacked:
                         if _ms_left(deadline) <= 0:
@@ -191,12 +201,6 @@ class MQTTClient:
         finally:
             self._unacked = 0
 
-    def _fill_write(self, data):
-        if len(data) > self._left:
-            raise ValueError("fill wrote more or fewer bytes than announced")
-        self._write(data)
-        self._left -= len(data)
-
     def subscribe(self, topic, qos=1):
         """Subscribes and waits for SUBACK; the topic is renewed after reconnects that lost the session."""
         if qos not in (0, 1):
@@ -205,7 +209,7 @@ class MQTTClient:
             raise MQTTError("not connected to the broker")
         topic = topic.encode() if isinstance(topic, str) else topic
         self._subs[topic] = qos
-        self._pid = pid = self._sub_pid = self._pid % 0xFFFF + 1
+        self._pid = pid = self._unacked = self._pid % 0xFFFF + 1
         buf = self._buf
         i = self._header(0x82, 5 + len(topic))
         buf[i], buf[i + 1] = pid >> 8, pid & 0xFF
@@ -214,7 +218,7 @@ class MQTTClient:
         self._write(topic)
         self._write(buf[i + 4:i + 5])
         deadline = _deadline(self._timeout)
-        while self._sub_pid:
+        while self._unacked:
             if _ms_left(deadline) <= 0:
                 self._close()
                 raise MQTTError("no %s from the broker within %s s" % ("SUBACK", self._timeout))
@@ -299,8 +303,8 @@ class MQTTClient:
                     self._ping_at = 0
                 elif kind == _PUBACK and pid == self._unacked:
                     self._unacked = 0
-                elif kind == _SUBACK and pid == self._sub_pid:
-                    self._sub_pid, self._sub_rc = 0, buf[2]
+                elif kind == _SUBACK and pid == self._unacked:
+                    self._unacked, self._sub_rc = 0, buf[2]
             else:
                 raise MQTTError("unexpected packet from the broker: type 0x%02x, length %d" % (first, n))
             return kind

@@ -20,8 +20,9 @@ def connect(client, timeout):
     """MQTTClient.connect: one attempt; returns whether the broker still had our session."""
     client._close()
     client._timeout, client._refused = timeout, 0
+    host, port, ssl_params = client.settings[1], client.settings[2], client.settings[5]
     try:
-        ai = socket.getaddrinfo(client.host, client.port)[0]
+        ai = socket.getaddrinfo(host, port)[0]
         client.sock = client._raw = socket.socket(ai[0], socket.SOCK_STREAM)
         client._raw.settimeout(timeout)
         client._raw.connect(ai[-1])
@@ -29,8 +30,8 @@ def connect(client, timeout):
             client._raw.setsockopt(6, 1, 1)
         except (OSError, ValueError, TypeError):
             pass
-        if client.ssl_params is not None:
-            client.sock = _wrap_tls(client)
+        if ssl_params is not None:
+            client.sock = _wrap_tls(client, ssl_params)
         client._poller = select.poll()  # waits for the first byte of a packet
         client._poller.register(client.sock, select.POLLIN)
         buf = client._buf
@@ -58,7 +59,7 @@ def connect(client, timeout):
     except BaseException as e:
         client._close()
         if isinstance(e, OSError) and not isinstance(e, MQTTError):
-            raise MQTTError("cannot connect to %s:%s: %s" % (client.host, client.port, e))
+            raise MQTTError("cannot connect to %s:%s: %s" % (host, port, e))
         raise
 
 
@@ -78,9 +79,9 @@ def ensure_connected(client, timeout):
         delay = min(delay * 2, 30000)
 
 
-def _wrap_tls(client):
+def _wrap_tls(client, ssl_params):
     import ssl
-    params = dict(client.ssl_params)
+    params = dict(ssl_params)
     if "cadata" in params:  # a CA given means: check the broker against it
         params.setdefault("cert_reqs", ssl.CERT_REQUIRED)
     try:
@@ -95,17 +96,18 @@ def _field(s):
 
 
 def _connect_packet(client):
-    flags = 2 if client.clean_session else 0
-    payload = _field(client.client_id)
-    if client.will:
-        topic, msg, retain, qos = client.will
+    client_id, _, _, user, password, _, clean_session, will = client.settings
+    flags = 2 if clean_session else 0
+    payload = _field(client_id)
+    if will:
+        topic, msg, retain, qos = will
         flags |= 4 | qos << 3 | (0x20 if retain else 0)
         payload += _field(topic) + _field(msg)
-    if client.user is not None:
+    if user is not None:
         flags |= 0x80
-        payload += _field(client.user)
-        if client.password is not None:
+        payload += _field(user)
+        if password is not None:
             flags |= 0x40
-            payload += _field(client.password)
+            payload += _field(password)
     body = b"\x00\x04MQTT\x04" + bytes((flags, client.keepalive >> 8, client.keepalive & 0xFF)) + payload
     return bytes(client._buf[:client._header(0x10, len(body))]) + body

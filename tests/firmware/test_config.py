@@ -66,7 +66,7 @@ def test_tls_without_a_ca_certificate_is_said_at_boot(tmp_path):
         import upet
         from upet.store import Store
         p = upet.Participant(store=Store({str(tmp_path / "dev")!r}))
-        print("client", p.client.port, p.client.ssl_params)
+        print("client", p.client.settings[2], p.client.settings[5])
     """
     out = run_upy(script, tmp=tmp_path)
     ca = str(tmp_path / "dev" / "ca.crt")

@@ -38,7 +38,7 @@ from tests.firmware.conftest import MICROPYTHON, firmware_path
 from tests.test_gateway import RunningGateway, broker_address, gateway_env, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
-HEAP_650 = "88k"  # 72k to 76k passed, 70k did not: above the 64k target (docs/performance.md)
+HEAP_650 = "88k"  # 70k to 76k passed, 68k mostly not: above the 64k target (docs/performance.md)
 HEAP_10000 = "128k"  # the target; 108k to 116k passed, 106k did not
 needs_mqtt = pytest.mark.skipif(not (ROOT / "firmware" / "upet" / "mqtt.py").exists(),
                                 reason="upet.mqtt is not in the firmware yet")
