@@ -81,8 +81,8 @@ class MQTTClient:
     def __init__(self, client_id, host, port=1883, user=None, password=None, keepalive=60,
                  ssl_params=None, clean_session=False, will=None):
         # 17 attributes at most: an instance dict of up to 17 takes 272 bytes on x64, one of 18
-        # to 29 takes 464, a block a start-up in a heap of small pieces may not find
-        # what CONNECT sends, and where (upet.mqtt_connect)
+        # to 29 takes 464, a block a start-up in a heap of small pieces may not find.
+        # What CONNECT sends, and where to (read by upet.mqtt_connect only):
         self.settings = (client_id, host, port, user, password, ssl_params, clean_session, will)
         self.keepalive = keepalive
         self.sock = self._raw = None  # with TLS, sock wraps the TCP socket _raw
