@@ -8,9 +8,9 @@ become machine code for that architecture, everything else arch-independent
 bytecode. The str constants of a bytecode module join its qstr table
 (tools/mpy.py), so they load as interned strings, about half the heap of
 str objects, except in the modules loaded for one call (`upet.transient`),
-whose constants leave the heap with them. Each tree gets a MANIFEST.txt (size, kind and path of every file).
-A tree is built beside the old one and swapped in whole, so a test run that
-imports from it never sees half a build.
+whose constants leave the heap with them. Each tree gets a MANIFEST.txt
+(size, kind and path of every file). A tree is built beside the old one and
+swapped in whole, so a test run that imports from it never sees half a build.
 """
 
 from __future__ import annotations

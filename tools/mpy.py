@@ -107,13 +107,13 @@ def tables(data: bytes) -> tuple[int, list[bytes | int], list[bytes], int, int]:
         if n & 1:
             qstrs.append(n >> 1)
             continue
-        text = data[i:i + (n >> 1)]
-        if i + (n >> 1) >= len(data):
+        n >>= 1
+        if i + n >= len(data):
             raise MpyError("truncated .mpy file")
-        if data[i + (n >> 1)] != 0:
+        if data[i + n] != 0:
             raise MpyError("qstr without its NUL")
-        qstrs.append(text)
-        i += (n >> 1) + 1
+        qstrs.append(data[i:i + n])
+        i += n + 1
     end = i
     strs: list[bytes] = []
     for _ in range(n_obj):
@@ -131,7 +131,6 @@ def intern_strings(data: bytes) -> tuple[bytes, int]:
     new = [s for s in dict.fromkeys(strs) if s not in have and 0 < len(s) <= QSTR_MAX and b"\0" not in s]
     if not new:
         return data, 0
-    n_obj, _ = _vuint(data, _vuint(data, 4)[1])
-    head = data[:4] + _encode(len(qstrs) + len(new)) + _encode(n_obj)
+    _, counts = _vuint(data, 4)  # the qstr count ends here; the constant count stays as it is
     extra = b"".join(_encode(len(s) << 1) + s + b"\0" for s in new)
-    return head + data[start:end] + extra + data[end:], len(new)
+    return data[:4] + _encode(len(qstrs) + len(new)) + data[counts:end] + extra + data[end:], len(new)

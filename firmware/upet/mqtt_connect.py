@@ -20,7 +20,7 @@ def connect(client, timeout):
     """MQTTClient.connect: one attempt; returns whether the broker still had our session."""
     client._close()
     client._timeout, client._refused = timeout, 0
-    host, port, ssl_params = client.settings[1], client.settings[2], client.settings[5]
+    _, host, port, _, _, ssl_params, _, _ = client.settings
     try:
         ai = socket.getaddrinfo(host, port)[0]
         client.sock = client._raw = socket.socket(ai[0], socket.SOCK_STREAM)
