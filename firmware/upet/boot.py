@@ -53,7 +53,7 @@ def start(p, config, store, mqtt):
     except ValueError as e:
         raise ValueError("%s: %s" % (store.path("config.json"), e)) from None
     if c.get("table_rows"):  # Ed25519 fixed-base table: 864 bytes a row (default 4), fewer is slower
-        ed25519.set_table_rows(c["table_rows"])  # before the key check below builds the table
+        ed25519.table_rows = c["table_rows"]  # before the key check below builds the table
     p.seed, p.pk = signing_key(store)
     p.me = p.pk.hex()
     p.prefix = c.get("prefix", "pet") + "/"

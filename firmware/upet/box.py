@@ -25,10 +25,10 @@ compression function (on boards, 64-bit words in plain Python are big integers).
 import os
 import struct
 
-from upet import kernels
+from upet import transient
 from upet.x25519 import x25519, x25519_base
 
-_k = kernels.load("box")
+_k = transient("kernels", "load", "box")
 _SIGMA = b"expand 32-byte k"  # Salsa20's constants, words 0, 5, 10, 15
 _IV = (b"\x08\xc9\xbc\xf3\x67\xe6\x09\x6a\x3b\xa7\xca\x84\x85\xae\x67\xbb"  # BLAKE2b's, 8 little-endian words
        b"\x2b\xf8\x94\xfe\x72\xf3\x6e\x3c\xf1\x36\x1d\x5f\x3a\xf5\x4f\xa5"

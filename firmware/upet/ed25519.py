@@ -7,8 +7,8 @@ radix-16 digit of k. The 64 digits are split into `rows` interleaved groups,
 row i holding 1B..8B times 16^(64/rows * i), so only 4 (64/rows - 1)
 doublings remain. The table (9 points of 96 bytes a row, with the identity:
 3.5 KB for the default 4 rows) is built on first use by upet.ed25519_table,
-which is loaded for that call only; `set_table_rows(1)` makes it under 1 KB
-and signing about twice as slow. Verification is upet.ed25519_verify.
+which is loaded for that call only; `table_rows = 1` makes it under 1 KB and
+signing about twice as slow. Verification is upet.ed25519_verify.
 
 `sha512(*parts)` is Ed25519's hash, SHA-512 (FIPS 180-4), here as the boards'
 hashlib has none. It hashes the concatenation of its arguments without joining
@@ -169,19 +169,9 @@ AFFINE = (b"\x06\x03\x10\x00",  # COPY Z PZ
           b"\x00\x17\x0e\x04"  # MUL TB PX R
           b"\x00\x18\x0f\x04")  # MUL TC PY R
 
-_rows = 4
+table_rows = 4  # rows of the fixed-base table: 1, 2, 4, 8 or 16; a change rebuilds it on next use
 _table = None
 _last = None  # (SHA-512 of a seed, its public key): the key pair of the last seed
-
-
-def set_table_rows(rows):
-    """Rows of the fixed-base table: 1, 2, 4 (default), 8 or 16, at 864 bytes
-    a row; the table is rebuilt on next use."""
-    global _rows, _table
-    if rows not in (1, 2, 4, 8, 16):
-        raise ValueError("table rows must be 1, 2, 4, 8 or 16")
-    _rows = rows
-    _table = None
 
 
 def digits(k):
@@ -205,10 +195,11 @@ def _base_mul(k):
     The table is built first when there is none, as building it uses the
     workspace too."""
     global _table
-    if _table is None:
-        _table = transient("ed25519_table", "build", _rows)
+    rows = table_rows
+    if _table is None or len(_table) != rows:
+        _table = None
+        _table = transient("ed25519_table", "build", rows)
     table = _table
-    rows = _rows
     span = 64 // rows
     e = digits(k)
     ws = _x.workspace(_NSLOTS)

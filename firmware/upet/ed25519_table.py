@@ -74,6 +74,8 @@ def build(rows):
     """The fixed-base table of upet.ed25519 with `rows` rows. Row i: the
     identity, then m * 16^(64/rows * i) * B for m = 1..8, each as
     (y + x, y - x, 2dxy); rows are separate so no large block is needed."""
+    if rows not in (1, 2, 4, 8, 16):
+        raise ValueError("table rows must be 1, 2, 4, 8 or 16, not %r" % (rows,))
     table = []
     ws = constants(AT)
     set_point(ws, _BX, _BY)

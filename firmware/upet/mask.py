@@ -8,7 +8,8 @@ so every board produces pet.mask's bytes. Memory: a 164-byte context per mask
 seed plus the caller's buffers; nothing grows with the model.
 
 This is what a participant needs; whole MaskObjects, iterables of floats and
-unaligned buffers are upet.mask_objects' (tests, benchmarks, tools).
+unaligned buffers are upet.mask_objects' (tests, benchmarks, tools), and a sum
+participant's MaskAggregator is upet.seeds'.
 XayNet's own mask configs (rejection sampling, 6-16 byte numbers) are not
 supported here: the coordinator must offer an MCU-profile config.
 """
@@ -18,7 +19,7 @@ from array import array
 
 from micropython import const
 
-from upet import kernels
+from upet import transient
 
 # Context: array('I') shared with the chacha kernels. Words 0-15 are the ChaCha20
 # state (constant, key, block counter, stream id), 16-31 the current block.
@@ -32,6 +33,8 @@ _B = const(37)  # bound exponent b
 _OFFL = const(38)  # offset B * 2^f, low and high word
 _OFFH = const(39)
 _WIDE = const(40)  # 1 for W64
+
+chacha = transient("kernels", "load", "chacha")  # the kernel set (upet/native/chacha.py)
 
 
 class MaskConfig:
@@ -61,7 +64,7 @@ class MaskConfig:
         return value.to_bytes(self.word_bytes, "little")
 
 
-def _context(seed, config, unit_config):
+def context(seed, config, unit_config):
     """(context, the scalar's mask): ChaCha20 keyed by the mask seed, set up for the config's
     weights, after the scalar's mask (one element of the unit config) has been drawn."""
     if len(seed) != 32:
@@ -75,7 +78,7 @@ def _context(seed, config, unit_config):
     ctx[_OFFH] = config.offset >> 32
     ctx[_WIDE] = 1 if config.bits == 64 else 0
     buf = array("I", bytes(8))
-    kernels.load("chacha").words(ctx, buf, unit_config.word_bytes // 4)
+    chacha.words(ctx, buf, unit_config.word_bytes // 4)
     return ctx, buf[0] | (buf[1] << 32)
 
 
@@ -105,7 +108,7 @@ class Masker:
                 ex -= 1
         k = ex - 23 + uc.frac_bits
         value = min(uc.offset + (mant << k if k >= 0 else mant >> -k), uc.cap)
-        ctx, unit_mask = _context(seed, config, uc)
+        ctx, unit_mask = context(seed, config, uc)
         self._ctx = ctx
         self.unit = (value + unit_mask) & ((1 << uc.bits) - 1)
         if not mant:  # zero scalar: every product is zero
@@ -136,39 +139,13 @@ class Masker:
         if offset < 0 or offset + size > len(out):
             raise ValueError("mask_into: %d bytes do not fit at offset %d of %d" % (size, offset, len(out)))
         dst = memoryview(out)[offset:offset + size]
-        k = kernels.load("chacha")
-        if not (k.aligned(src) and k.aligned(dst)):
+        if not (chacha.aligned(src) and chacha.aligned(dst)):
             raise ValueError("mask_into: weights and out must start on a 4-byte boundary")
         if self._ctx:
-            done = k.mask(self._ctx, src, dst, n)
+            done = chacha.mask(self._ctx, src, dst, n)
             self.count += done
             if done == n:
                 return size
             self._ctx = None
         raise ValueError("weight %d is NaN or infinity: this Masker cannot go on" % self.count)
 
-
-class MaskAggregator:
-    """A sum participant's global mask: the masks of many seeds added in place.
-
-    Elements add mod 2^32 (W32) or 2^64 (W64, carried between the halves);
-    memory is the length * word_bytes bytes of the sum itself.
-    """
-
-    def __init__(self, config, length, unit_config=None):
-        self.config = config
-        self.unit_config = unit_config or config
-        self.length = length
-        self.words = bytearray(length * config.word_bytes)
-        self.unit = 0
-        self.count = 0
-
-    def add_seed(self, seed):
-        uc = self.unit_config
-        limit = min(self.config.max_models, uc.max_models)
-        if self.count >= limit:
-            raise ValueError("the mask config aggregates at most %d models" % limit)
-        ctx, unit_mask = _context(seed, self.config, uc)
-        self.unit = (self.unit + unit_mask) & ((1 << uc.bits) - 1)
-        kernels.load("chacha").add(ctx, self.words, self.length)
-        self.count += 1

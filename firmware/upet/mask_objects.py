@@ -14,7 +14,7 @@ from array import array
 from micropython import const
 
 from upet import kernels
-from upet.mask import MaskConfig, Masker, _context
+from upet.mask import MaskConfig, Masker, context
 
 _CHUNK = const(64)  # weights per block
 _BUFFERS = (array, bytes, bytearray, memoryview)
@@ -98,7 +98,7 @@ def mask_object(config, seed, scalar, weights, unit_config=None):
 def derive_mask_into(config, seed, out, length, unit_config=None):
     """Writes the mask of `length` weights into out (little-endian words); returns the scalar's mask."""
     config = _config(config)
-    ctx, unit = _context(seed, config, _config(unit_config) if unit_config else config)
+    ctx, unit = context(seed, config, _config(unit_config) if unit_config else config)
     k = kernels.load("chacha")
     size = length * config.word_bytes
     if len(out) < size or not k.aligned(out):
@@ -108,7 +108,7 @@ def derive_mask_into(config, seed, out, length, unit_config=None):
 
 
 def global_mask(aggregator):
-    """The MaskObject bytes of a upet.mask.MaskAggregator's global mask (what Sum2 carries)."""
+    """The MaskObject bytes of a upet.seeds.MaskAggregator's global mask (what Sum2 carries)."""
     a = aggregator
     return (a.config.raw + struct.pack(">I", a.length) + a.words
             + a.unit_config.raw + a.unit_config.number(a.unit))

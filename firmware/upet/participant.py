@@ -243,10 +243,10 @@ class Participant:
             return
         head = p.vect.raw + struct.pack(">I", p.model_length)
         if self.phase == "sum2":
-            a = self._agg
+            words, unit = self._agg
             yield s["sum_sig"] + head
-            yield a.words
-            yield p.unit.raw + p.unit.number(a.unit)
+            yield words
+            yield p.unit.raw + p.unit.number(unit)
             return
         yield s["sum_sig"] + s["update_sig"] + head
         m = Masker(p.vect, s["mask_seed"], s["scalar"], p.unit)

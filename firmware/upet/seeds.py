@@ -1,5 +1,8 @@
 """A sum participant's seed column (loaded through upet.transient while it arrives): each
 mask seed opened with the round's ephemeral key and its mask added to the global mask.
+
+MaskAggregator lives here, not in upet.mask, so that its code is in the heap only while
+a column is read; upet.mask_objects and the tests use it too.
 """
 
 import struct
@@ -7,7 +10,33 @@ import uctypes
 
 from upet import ed25519
 from upet.box import seal_open_into
-from upet.mask import MaskAggregator
+from upet.mask import chacha, context
+
+
+class MaskAggregator:
+    """A sum participant's global mask: the masks of many seeds added in place.
+
+    Elements add mod 2^32 (W32) or 2^64 (W64, carried between the halves);
+    memory is the length * word_bytes bytes of the sum itself.
+    """
+
+    def __init__(self, config, length, unit_config=None):
+        self.config = config
+        self.unit_config = unit_config or config
+        self.length = length
+        self.words = bytearray(length * config.word_bytes)
+        self.unit = 0
+        self.count = 0
+
+    def add_seed(self, seed):
+        uc = self.unit_config
+        limit = min(self.config.max_models, uc.max_models)
+        if self.count >= limit:
+            raise ValueError("the mask config aggregates at most %d models" % limit)
+        ctx, unit_mask = context(seed, self.config, uc)
+        self.unit = (self.unit + unit_mask) & ((1 << uc.bits) - 1)
+        chacha.add(ctx, self.words, self.length)
+        self.count += 1
 
 
 def _aggregator(p, r):
@@ -25,7 +54,9 @@ def _aggregator(p, r):
 
 
 def read(p, reader):
-    """Opens the column entry by entry from the reader and sets p._agg (False if one does not open)."""
+    """Opens the column entry by entry from the reader and sets p._agg to the global mask,
+    (words, unit), or to False if an entry does not open. Not the aggregator itself: its
+    class would keep this module in the heap."""
     count = struct.unpack("<Q", reader.read(8))[0]
     if p._agg or reader.length != 8 + 128 * count:
         return
@@ -38,7 +69,7 @@ def read(p, reader):
             reader.readinto(box, 128)
             seal_open_into(memoryview(box)[48:], pk, sk)
             agg.add_seed(box[96:])
-        p._agg = agg
+        p._agg = (agg.words, agg.unit)
     except ValueError as e:
         p.log("seed column refused:", e)
         p._agg = False

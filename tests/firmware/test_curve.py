@@ -340,11 +340,16 @@ def test_ed25519_table_rows_give_the_same_signatures(upy):
         import sys
         from upet import ed25519
         for rows in (1, 2, 8, 16, 4):
-            ed25519.set_table_rows(rows)
+            ed25519.table_rows = rows
             print(ed25519.sign({seed!r}, b"rows").hex())
         print("upet.ed25519_table" in sys.modules)  # loaded to build the table, then dropped
+        ed25519.table_rows = 3
+        try:
+            ed25519.sign({seed!r}, b"rows")
+        except ValueError as e:
+            print(str(e) == "table rows must be 1, 2, 4, 8 or 16, not 3")
     """)
-    assert _lines(out) == [expected] * 5 + ["False"]
+    assert _lines(out) == [expected] * 5 + ["False", "True"]
 
 
 def test_ed25519_sign_fits_a_64k_heap(upy, tmp_path):

@@ -64,8 +64,7 @@ def test_a_message_built_in_a_file_is_signed_and_sealed_as_libsodium_would(tmp_p
         raw[96], raw[108], raw[112], raw[124] = 3, 10, 3, 10  # W32/F32/b0/m10, as four u32 each
         raw[128:136] = (650).to_bytes(8, "little")
         p.params, p.state, p.phase, p.sending = RoundParams(raw), {{"sum_sig": bytes(range(64))}}, "sum2", True
-        from upet.mask import MaskAggregator, MaskConfig
-        p._agg = MaskAggregator(p.params.vect, 650, p.params.unit)
+        p._agg = (bytearray(4 * 650), 0)  # the global mask: words, unit
         p._build()
         p._publish()
     """, tmp=tmp_path)

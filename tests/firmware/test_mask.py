@@ -105,7 +105,7 @@ def test_mask_vectors(upy):
                 continue
             cfg = M.MaskConfig(raw)
             seed = unhexlify(c["mask_seed"])
-            ctx, unit_mask = M._context(seed, cfg, cfg)  # the scalar's mask comes first
+            ctx, unit_mask = M.context(seed, cfg, cfg)  # the scalar's mask comes first
             rest = array("I", bytes(4 * len(c["keystream_words"]) - cfg.word_bytes))
             kernels.load("chacha").words(ctx, rest, len(rest))
             ks = array("I", cfg.number(unit_mask) + bytes(rest))
@@ -132,12 +132,13 @@ def test_mask_vectors(upy):
 
 def test_aggregation_vector(upy):
     run_checks(upy, """
+        from upet.seeds import MaskAggregator
         for case in json.load(open(VECTORS + "/aggregation.json"))["cases"]:
             raw = unhexlify(case["config"])
             if raw[0] not in (3, 4):
                 continue
             n = len(case["models"][0]["weight_bits"])
-            agg = M.MaskAggregator(M.MaskConfig(raw), n)
+            agg = MaskAggregator(M.MaskConfig(raw), n)
             for j, model in enumerate(case["models"]):
                 seed = unhexlify(model["mask_seed"])
                 weights = array("I", [int(b, 16) for b in model["weight_bits"]])
@@ -210,6 +211,7 @@ def test_scalar_and_weight_rejections(upy):
 def test_aggregation_carries_at_word_edges(upy):
     """Sums that carry out of every 32-bit half, starting from zeros, maxima and bit 31 set."""
     run_checks(upy, """
+        from upet.seeds import MaskAggregator
         starts = [0, 0xFFFFFFFF, 0x80000000, 0x7FFFFFFF, 0xFFFFFFFFFFFFFFFF, 0x80000000FFFFFFFF,
                   0xFFFFFFFF00000000, 0x8000000080000000, 1, 0xFFFFFFFE]
         seeds = [bytes([i]) * 32 for i in range(1, 6)]
@@ -217,7 +219,7 @@ def test_aggregation_carries_at_word_edges(upy):
             cfg = M.MaskConfig(raw)
             wb, order = cfg.word_bytes, 1 << cfg.bits
             n = 40
-            agg = M.MaskAggregator(cfg, n)
+            agg = MaskAggregator(cfg, n)
             want = [starts[i % len(starts)] % order for i in range(n)]
             for i, v in enumerate(want):
                 agg.words[i * wb:(i + 1) * wb] = v.to_bytes(wb, "little")
@@ -237,7 +239,7 @@ def test_aggregation_carries_at_word_edges(upy):
             check(hexlify(raw).decode() + " unit", agg.unit, unit)
             check(hexlify(raw).decode() + " carried", carries > 20, True)
             check("bit 31 set", any(v & 0x80000000 for v in got), True)
-        agg = M.MaskAggregator(M.MaskConfig(b"\\x03\\x00\\x1c\\x02"), 1)
+        agg = MaskAggregator(M.MaskConfig(b"\\x03\\x00\\x1c\\x02"), 1)
         for i in range(4):
             agg.add_seed(bytes([i]) * 32)
         try:
@@ -254,10 +256,11 @@ def test_w64_model_with_w32_unit(upy, tmp_path):
     w = np.random.default_rng(3).uniform(-1.5, 1.5, 37).astype(np.float32)
     _, obj = mask_model(w, 0.3, vect, unit, seed=seed)
     out = run_checks(upy, f"""
+        from upet.seeds import MaskAggregator
         w = array("f", {w.tolist()!r})
         got = O.mask_object({vect.to_bytes()!r}, {seed!r}, 0.3, w, {unit.to_bytes()!r})
         check("mixed", hexlify(got).decode(), {obj.to_bytes().hex()!r})
-        agg = M.MaskAggregator(M.MaskConfig({vect.to_bytes()!r}), 37, M.MaskConfig({unit.to_bytes()!r}))
+        agg = MaskAggregator(M.MaskConfig({vect.to_bytes()!r}), 37, M.MaskConfig({unit.to_bytes()!r}))
         agg.add_seed({seed!r})
         print(hexlify(O.global_mask(agg)).decode())
     """)
@@ -379,25 +382,28 @@ class _Array(array.array):
         return super().__new__(cls, code, init)
 
 
-def cpython_upet_mask(kernel) -> tuple[SimpleNamespace, SimpleNamespace]:
-    """firmware/upet/mask.py and mask_objects.py run by CPython over the given kernel module."""
+def cpython_upet_mask(kernel) -> tuple[SimpleNamespace, SimpleNamespace, SimpleNamespace]:
+    """firmware/upet/mask.py, mask_objects.py and seeds.py (MaskAggregator) run by CPython over
+    the given kernel module; what seeds.py imports for opening seeds is not there."""
     shims = {"micropython": SimpleNamespace(const=lambda x: x), "array": SimpleNamespace(array=_Array),
-             "upet": SimpleNamespace(kernels=SimpleNamespace(load=lambda name: kernel))}
+             "upet": SimpleNamespace(kernels=SimpleNamespace(load=lambda name: kernel),
+                                     transient=lambda module, function, name: kernel, ed25519=None),
+             "uctypes": SimpleNamespace(), "upet.box": SimpleNamespace(seal_open_into=None)}
     modules = []
     with mock.patch.dict(sys.modules, shims):
-        for name in ("mask", "mask_objects"):
+        for name in ("mask", "mask_objects", "seeds"):
             path = FIRMWARE / "upet" / f"{name}.py"
             ns: dict = {}
             exec(compile(path.read_text(), str(path), "exec", dont_inherit=True), ns)
             modules.append(SimpleNamespace(**ns))
             sys.modules[f"upet.{name}"] = modules[-1]
-    return modules[0], modules[1]
+    return modules[0], modules[1], modules[2]
 
 
 def test_native_kernels_with_32_bit_words():
     """The viper source gives pet.mask's bytes when every uint wraps at 2^32 and ptr32 loads are signed."""
     chacha = viper32("chacha")
-    upet_mask, upet_mask_objects = cpython_upet_mask(chacha)
+    upet_mask, upet_mask_objects, upet_seeds = cpython_upet_mask(chacha)
     rng = np.random.default_rng(11)
     for cfg in (MaskConfig.mcu(2, 10), MaskConfig.mcu(0, 0), MaskConfig.mcu(0, 20, wide=True),
                 MaskConfig.mcu(62, 0, wide=True), MaskConfig.mcu(10, 40, wide=True)):
@@ -411,7 +417,7 @@ def test_native_kernels_with_32_bit_words():
     seeds = [bytes([i]) * 32 for i in (1, 2, 3)]
     for cfg in (MaskConfig.mcu(2, 10), MaskConfig.mcu(0, 20, wide=True)):
         starts = [0, 0xFFFFFFFF, 0x80000000, 2 ** 64 - 1, 0x80000000FFFFFFFF, 0xFFFFFFFF00000000]
-        agg = upet_mask.MaskAggregator(upet_mask.MaskConfig(cfg.to_bytes()), 48)
+        agg = upet_seeds.MaskAggregator(upet_mask.MaskConfig(cfg.to_bytes()), 48)
         values = [starts[i % len(starts)] % cfg.order for i in range(48)]
         agg.words[:] = b"".join(v.to_bytes(cfg.bytes_per_number, "little") for v in values)
         for seed in seeds:
@@ -428,7 +434,7 @@ def test_native_kernels_with_32_bit_words():
 
     seed = bytes(range(32))
     config = upet_mask.MaskConfig(MaskConfig.mcu().to_bytes())
-    ctx, _ = upet_mask._context(seed, config, config)  # block 0 drawn for the scalar's mask
+    ctx, _ = upet_mask.context(seed, config, config)  # block 0 drawn for the scalar's mask
     ctx[12] = 0xFFFFFFFF  # the next block is 2^32 - 1, the one after it 2^32
     ctx[32] = 16  # the rest of block 0 left unused
     out = _Array("I", bytes(4 * 40))

@@ -132,9 +132,12 @@ class Device:
 
     def start(self):
         self.lines = []
-        env = dict(os.environ, MICROPYPATH=str(firmware_path()))
+        # upet from the working directory, as a board finds it in its root: module paths (each
+        # module's __file__, kept in the heap) are then a board's, whatever the checkout's path
+        env = dict(os.environ, MICROPYPATH=":.")  # the script's folder, then the working directory
         self.proc = subprocess.Popen([str(MICROPYTHON), "-X", f"heapsize={self.heap}", str(self.root / "main.py")],
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                                     cwd=firmware_path())
         threading.Thread(target=self._read, args=(self.proc,), daemon=True).start()
         return self
 
