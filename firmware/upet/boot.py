@@ -2,11 +2,12 @@
 the participant runs): the signing key, the MQTT client and the round saved in flash.
 """
 
+import json
 import os
 
 from upet import ed25519, transient
 from upet.participant import RoundParams
-from upet.store import KEY, WEIGHTS
+from upet.store import KEY, ROUND, WEIGHTS
 
 _SECRETS = ("params", "sum_sig", "update_sig", "ephm_sk", "mask_seed", "seal_sk")
 
@@ -25,6 +26,16 @@ def signing_key(store):
     if ed25519.public_key(seed) != pk:
         raise ValueError("%s: the public key does not belong to the seed" % store.path(KEY))
     return seed, pk
+
+
+def saved_round(store):
+    """The round saved by Store.save_round, or None (none saved, or not JSON). Parsed from the
+    file as it is read: no file-sized string in the heap."""
+    try:
+        with open(store.path(ROUND)) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
 
 
 def client(p):
@@ -62,7 +73,7 @@ def start(p, config, store, mqtt):
     p.ack_ms = int(c.get("ack_timeout", 30) * 1000)
     p.client = mqtt or client(p)
     p.client.set_callback(p._on_message)
-    s = store.load_round() or {}
+    s = saved_round(store) or {}
     for k in _SECRETS:
         if s.get(k):
             s[k] = bytes.fromhex(s[k])

@@ -68,10 +68,6 @@ class RoundParams:
         self.model_length = struct.unpack_from("<Q", raw, 128)[0]
 
 
-def _ms():
-    return time.ticks_ms()
-
-
 def _windows(f, start, n, write_back=False):
     """The bytes [start, start + n) of file f, 256 at a time in one buffer; with write_back,
     each window goes back to the file once the next one is asked for (or the last is done)."""
@@ -192,10 +188,12 @@ class Participant:
                 self.log("ignoring the parameters of an earlier round", raw[64:68].hex())
                 return False
             try:
-                return self._new_round(raw)
+                phase = transient("sortition", "new_round", self, raw)
             except ValueError as e:  # the round goes on without this device
                 self.log("round parameters refused:", e)
                 return False
+            self._ours = True  # before _enter subscribes: the round's sum dict may come at once
+            return self._enter(phase, phase == "sum")
         if self.params is None or self.phase == "awaiting":
             return False
         if self.sending:
@@ -210,11 +208,6 @@ class Participant:
             self._agg = agg
             return True
         return self._update()
-
-    def _new_round(self, raw):
-        phase = transient("sortition", "new_round", self, raw)
-        self._ours = True  # before _enter subscribes: the round's sum dict may come at once
-        return self._enter(phase, phase == "sum")
 
     def _update(self):
         if self._sums is None:
@@ -322,7 +315,7 @@ class Participant:
             with open(path, "rb") as f:
                 for w in _windows(f, 0, length):
                     write(w)
-        self._verdict, self._sent, self._wait = None, _ms(), self.ack_ms
+        self._verdict, self._sent, self._wait = None, time.ticks_ms(), self.ack_ms
         self.client.publish_stream(self.prefix + "dev/%s/msg" % self.me, 48 + length, fill, 1)
         return True
 
@@ -338,7 +331,7 @@ class Participant:
             return self._publish()
         v = self._verdict
         if v is None:
-            if time.ticks_diff(_ms(), self._sent) < self._wait:
+            if time.ticks_diff(time.ticks_ms(), self._sent) < self._wait:
                 return False
             self.log("no verdict: sending again")
             return self._publish()

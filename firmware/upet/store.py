@@ -76,16 +76,8 @@ class Store:
             raise ValueError("%s is missing: copy the config.json made by pet-provision" % self.path(CONFIG))
         return json.loads(raw)
 
-    def load_round(self):
-        """The saved round as a dict of str -> str/int (bytes as hex), or None (none saved, or
-        not JSON). Parsed from the file as it is read: no file-sized string in the heap."""
-        try:
-            with open(self.path(ROUND)) as f:
-                return json.load(f)
-        except (OSError, ValueError):
-            return None
-
     def save_round(self, state):
+        """The round's progress as a dict of str -> str/int (bytes as hex); upet.boot reads it back."""
         self._replace(ROUND, lambda f: json.dump(state, f))  # streamed: no state-sized string in the heap
 
     def exists(self, name):
