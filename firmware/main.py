@@ -15,8 +15,10 @@ for key, value in (("max_message_size", board.max_message_size), ("table_rows", 
 import upet  # noqa: E402
 
 try:  # the participant joins the WiFi itself, and again after every drop, with backoff
-    upet.Participant(config, train=app.train, on_model=app.on_model, model=getattr(app, "MODEL", None),
-                     store=store).run(board)
+    participant = upet.Participant(config, train=app.train, on_model=app.on_model,
+                                   model=getattr(app, "MODEL", None), store=store)
+    config = None  # the participant keeps what it needs of it
+    participant.run(board)
 except Exception as e:  # a bug, or the heap ran out (a fresh heap after a reset may well do)
     import gc
     import sys

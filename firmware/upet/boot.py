@@ -38,10 +38,10 @@ def saved_round(store):
         return None
 
 
-def client(p):
-    """The MQTT client for the config's broker (TLS with the CA in ca.crt when configured)."""
+def client(p, c):
+    """The MQTT client for config c's broker (TLS with the CA in ca.crt when configured)."""
     from upet.mqtt import MQTTClient
-    b = p.config["broker"]
+    b = c["broker"]
     ssl = None
     if b.get("tls"):
         ssl = {"server_hostname": b["host"]}
@@ -50,15 +50,16 @@ def client(p):
             ssl["cadata"] = ca
         else:
             p.log("broker.tls without", p.store.path("ca.crt") + ": the broker's certificate is not checked")
-    user = p.config.get("username") or p.me
+    user = c.get("username") or p.me
     return MQTTClient(user, b["host"], port=b.get("port", 8883 if ssl else 1883), user=user,
-                      password=p.config.get("password"), ssl_params=ssl)
+                      password=c.get("password"), ssl_params=ssl)
 
 
 def start(p, config, store, mqtt):
-    """Fills in participant p: config, key, client, and the saved round to resume."""
+    """Fills in participant p from the config (which it does not keep: what it needs is in
+    p's attributes and client), the key and the saved round to resume."""
     p.store = store
-    p.config = c = config if config is not None else store.config()
+    c = config if config is not None else store.config()
     try:
         transient("config", "check", c, mqtt is None)
     except ValueError as e:
@@ -71,7 +72,9 @@ def start(p, config, store, mqtt):
     # payload bytes per message: max sealed size - header 136 - seal 48
     p.max_payload = int(c.get("max_message_size") or 3912) - 184
     p.ack_ms = int(c.get("ack_timeout", 30) * 1000)
-    p.client = mqtt or client(p)
+    p.sleep_s = c.get("deep_sleep_s") or 0
+    p.awake_ms = int(c.get("awake_s", 10) * 1000)
+    p.client = mqtt or client(p, c)
     p.client.set_callback(p._on_message)
     s = saved_round(store) or {}
     for k in _SECRETS:

@@ -92,7 +92,7 @@ class Participant:
         self.train, self.on_model, self.model = train, on_model, model
         self.log = log or (lambda *a: print("upet:", *a))
         # every attribute from the start: the instance dict does not grow mid-round
-        self.store = self.config = self.seed = self.pk = self.me = self.prefix = self.client = None
+        self.store = self.seed = self.pk = self.me = self.prefix = self.client = self.sleep_s = self.awake_ms = None
         self.max_payload = self.ack_ms = self.state = self.phase = self.sending = self.chunk = self.params = None
         self._incoming = self.model_round = self._borrowed = self._ours = None
         self._piece = self._at = self._pos = self._last = self._count = self._sent = self._wait = None
@@ -359,8 +359,7 @@ class Participant:
         (default 10) while it has no task in the round deep-sleeps: it resets on waking,
         and the broker's retained messages tell it what it missed."""
         up, backoff = False, 1
-        sleep_s = self.config.get("deep_sleep_s") or 0
-        awake_ms = int(self.config.get("awake_s", 10) * 1000)
+        sleep_s, awake_ms = self.sleep_s, self.awake_ms
         idle_since = time.ticks_ms()
         while True:
             if board:

@@ -48,7 +48,7 @@ import json
 from array import array
 # model-sized buffers first, while the heap is in one piece; the code loads after them
 config = json.load(open(DIR + "/config.json"))
-N = config["test_length"]
+N, SCALAR, SLEEP = config["test_length"], config["scalar"], config.get("deep_sleep_s")
 weights = array("f", range(N))
 import hashlib, time
 import upet  # as firmware/main.py: the participant's code (and its MQTT client) loads with it
@@ -59,7 +59,7 @@ def train(params):
     s = params.seed[0]
     for i in range(N):
         weights[i] = ((i * 7919 + s * 31) % 2001 - 1000) / 1000.0 * 0.5
-    return weights, config["scalar"]
+    return weights, SCALAR
 
 def on_model(round_id, model):
     print("model", round_id, hashlib.sha256(model).digest()[:8].hex())
@@ -77,8 +77,9 @@ def log(*args):
         time.sleep(120)
 
 p = upet.Participant(config, train=train, on_model=on_model, model=weights, store=store, log=log)
+config = None  # as firmware/main.py: the participant keeps what it needs of it
 board = None
-if config.get("deep_sleep_s"):  # the board layer: to deep-sleep, the Unix port ends the process (exit 75)
+if SLEEP:  # the board layer: to deep-sleep, the Unix port ends the process (exit 75)
     from upet.board import Board
     board = Board()
 p.run(board=board, idle_ms=50)
