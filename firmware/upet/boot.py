@@ -83,8 +83,11 @@ def start(p, config, store, mqtt):
     p.state = s
     p.phase, p.sending, p.chunk = s.get("phase", "awaiting"), s.get("sending"), s.get("chunk", 0)
     p.params = RoundParams(s["params"]) if s.get("params") else None
-    if p.phase == "update" and p.sending and not store.exists(WEIGHTS):
-        p.phase = "awaiting"
+    if p.phase == "update" and p.sending:
+        try:
+            os.stat(store.path(WEIGHTS))
+        except OSError:  # the update to send is lost
+            p.phase = "awaiting"
     if p.phase == "sum2":  # the global mask is not saved: build it again, send it from chunk 0
         p.sending, p.chunk = False, 0
     if p.phase != "awaiting":

@@ -34,7 +34,7 @@ only now and then loads for that call only (upet.transient): the start-up and re
 # keeps 4 KB in one piece until start-up, for what needs larger pieces then: the Ed25519
 # table rows (864 bytes each) and the MQTT client.
 _WINDOW = bytearray(256)
-_SCRATCH = bytearray(768)  # 64 weights in, 64 masked words out; before that, sum dict entries
+_SCRATCH = bytearray(384)  # 32 weights in, 32 masked words out; sum dict entries, seed entries
 _RESERVE = bytearray(4096)
 from upet import x25519  # noqa: E402,F401
 
@@ -244,20 +244,20 @@ class Participant:
         yield s["sum_sig"] + s["update_sig"] + head
         m = Masker(p.vect, s["mask_seed"], s["scalar"], p.unit)
         wb = p.vect.word_bytes
-        src, out = memoryview(_SCRATCH)[:256], memoryview(_SCRATCH)[256:256 + 64 * wb]
+        src, out = memoryview(_SCRATCH)[:128], memoryview(_SCRATCH)[128:128 + 32 * wb]
         with open(self.store.path(WEIGHTS), "rb") as f:
-            for i in range(0, p.model_length, 64):
-                k = min(64, p.model_length - i)
+            for i in range(0, p.model_length, 32):
+                k = min(32, p.model_length - i)
                 f.readinto(src[:4 * k])
                 m.mask_into(src[:4 * k], out)
                 yield out[:k * wb]
         yield m.unit_bytes() + struct.pack(">I", 4 + 112 * (len(self._sums) >> 6))
         sealer = Sealer(s["seal_sk"])
-        e = bytearray(112)
+        e = memoryview(_SCRATCH)[:112]  # the weights' pieces are all written by now
         sums = memoryview(self._sums)
         for i in range(0, len(sums), 64):
             e[:32], e[80:] = sums[i:i + 32], s["mask_seed"]
-            sealer.seal_into(memoryview(e)[32:], sums[i + 32:i + 64])
+            sealer.seal_into(e[32:], sums[i + 32:i + 64])
             yield e
 
     def _take(self, n, write=None):

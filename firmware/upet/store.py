@@ -79,10 +79,3 @@ class Store:
     def save_round(self, state):
         """The round's progress as a dict of str -> str/int (bytes as hex); upet.boot reads it back."""
         self._replace(ROUND, lambda f: json.dump(state, f))  # streamed: no state-sized string in the heap
-
-    def exists(self, name):
-        try:
-            os.stat(self.path(name))
-            return True
-        except OSError:
-            return False
