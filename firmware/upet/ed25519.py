@@ -62,12 +62,12 @@ _IV = _roots(2, 8, 16)
 del _roots
 
 
-# One hash at a time, in buffers allocated once (fresh ones per hash would need 1 KB pieces
+# One hash at a time, in buffers allocated once (fresh ones per hash would need pieces
 # of a heap that is in small pieces mid-round): the state, 8 words as 16 halves, high half
-# first, then the kernel's scratch for the message schedule; a block being filled, then
-# the padding, one block or two.
-_H = array("I", bytes(704))
-_BLOCK = bytearray(256)
+# first, then the kernel's scratch for the message schedule (16 words); a block being
+# filled, then the padding.
+_H = array("I", bytes(192))
+_BLOCK = bytearray(128)
 
 
 def sha512(*parts):
@@ -98,14 +98,15 @@ def _sha512(parts):
             if fill == 128:
                 f.sha512_compress(h, _KW, block)
                 fill = 0
-    end = 256 if fill >= 112 else 128
     block[fill] = 0x80
-    for i in range(fill + 1, end - 16):
+    for i in range(fill + 1, 128):
         block[i] = 0
-    block[end - 16:end] = (length * 8).to_bytes(16, "big")
+    if fill >= 112:  # no room for the length: it goes in a block of its own
+        f.sha512_compress(h, _KW, block)
+        for i in range(112):
+            block[i] = 0
+    block[112:128] = (length * 8).to_bytes(16, "big")
     f.sha512_compress(h, _KW, block)
-    if end == 256:
-        f.sha512_compress(h, _KW, memoryview(block)[128:])
     return struct.pack(">16I", *h[0:16])
 
 # the order of B, 2^252 + 27742317777372353535851937790883648493, as one constant

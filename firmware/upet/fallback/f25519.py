@@ -69,7 +69,7 @@ def _rotr(x, n):
 
 def sha512_compress(hw, k, block):
     """Fold one 128-byte block into the state hw[0:16] (32-bit halves, high
-    first); k[0:160] holds the round constants the same way. hw[16:176], the
+    first); k[0:160] holds the round constants the same way. hw[16:48], the
     viper kernel's scratch, is not used."""
     w = [int.from_bytes(block[i:i + 8], "big") for i in range(0, 128, 8)]
     for t in range(16, 80):

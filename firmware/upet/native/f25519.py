@@ -588,8 +588,9 @@ def run(a: ptr16, b: ptr16, c: int):
 @micropython.viper
 def sha512_compress(hw: ptr32, k: ptr32, block: ptr8):
     """Fold one 128-byte block into the state hw[0:16] (32-bit halves, high
-    first); hw[16:176] is scratch for the message schedule, k[0:160] holds the
-    round constants."""
+    first); hw[16:48] is scratch for the message schedule (the last 16 words,
+    each round's word taking the place of the one 16 rounds back), k[0:160]
+    holds the round constants."""
     M = uint(0xFFFF) << 16 | uint(0xFFFF)
     w = ptr32(int(hw) + 64)
     t = 0
@@ -597,37 +598,6 @@ def sha512_compress(hw: ptr32, k: ptr32, block: ptr8):
         p = t << 3
         w[2 * t] = (uint(block[p]) << 24) | (uint(block[p + 1]) << 16) | (uint(block[p + 2]) << 8) | uint(block[p + 3])
         w[2 * t + 1] = (uint(block[p + 4]) << 24) | (uint(block[p + 5]) << 16) | (uint(block[p + 6]) << 8) | uint(block[p + 7])
-        t += 1
-    while t < 80:
-        # s0 = rotr1 ^ rotr8 ^ shr7 of w[t-15]
-        xh = uint(w[2 * t - 30])
-        xl = uint(w[2 * t - 29])
-        s0h = ((xh >> 1) | (xl << 31)) ^ ((xh >> 8) | (xl << 24)) ^ (xh >> 7)
-        s0l = ((xl >> 1) | (xh << 31)) ^ ((xl >> 8) | (xh << 24)) ^ ((xl >> 7) | (xh << 25))
-        # s1 = rotr19 ^ rotr61 ^ shr6 of w[t-2]
-        xh = uint(w[2 * t - 4])
-        xl = uint(w[2 * t - 3])
-        s1h = ((xh >> 19) | (xl << 13)) ^ ((xl >> 29) | (xh << 3)) ^ (xh >> 6)
-        s1l = ((xl >> 19) | (xh << 13)) ^ ((xh >> 29) | (xl << 3)) ^ ((xl >> 6) | (xh << 26))
-        x = s1l & M
-        lo = (s0l & M) + x
-        hi = (s0h & M) + (s1h & M)
-        if (lo & M) < x:
-            hi += 1
-        lo &= M
-        x = uint(w[2 * t - 13])
-        lo += x
-        hi += uint(w[2 * t - 14])
-        if (lo & M) < x:
-            hi += 1
-        lo &= M
-        x = uint(w[2 * t - 31])
-        lo += x
-        hi += uint(w[2 * t - 32])
-        if (lo & M) < x:
-            hi += 1
-        w[2 * t] = hi & M
-        w[2 * t + 1] = lo & M
         t += 1
 
     ah = uint(hw[0])
@@ -647,8 +617,41 @@ def sha512_compress(hw: ptr32, k: ptr32, block: ptr8):
     hh = uint(hw[14])
     hl = uint(hw[15])
     t = 0
-    while t < 160:
-        # t1 = h + S1(e) + ch(e, f, g) + k[t] + w[t]
+    while t < 160:  # t: twice the round number
+        j = t & 31  # the round's word in the schedule
+        if t >= 32:
+            # w = s0(w 15 rounds back) + s1(w 2 back) + w 7 back + w 16 back (in slot j)
+            i = (t + 2) & 31
+            xh = uint(w[i])
+            xl = uint(w[i + 1])
+            s0h = ((xh >> 1) | (xl << 31)) ^ ((xh >> 8) | (xl << 24)) ^ (xh >> 7)
+            s0l = ((xl >> 1) | (xh << 31)) ^ ((xl >> 8) | (xh << 24)) ^ ((xl >> 7) | (xh << 25))
+            i = (t + 28) & 31
+            xh = uint(w[i])
+            xl = uint(w[i + 1])
+            s1h = ((xh >> 19) | (xl << 13)) ^ ((xl >> 29) | (xh << 3)) ^ (xh >> 6)
+            s1l = ((xl >> 19) | (xh << 13)) ^ ((xh >> 29) | (xl << 3)) ^ ((xl >> 6) | (xh << 26))
+            x = s1l & M
+            lo = (s0l & M) + x
+            hi = (s0h & M) + (s1h & M)
+            if (lo & M) < x:
+                hi += 1
+            lo &= M
+            i = (t + 18) & 31
+            x = uint(w[i + 1])
+            lo += x
+            hi += uint(w[i])
+            if (lo & M) < x:
+                hi += 1
+            lo &= M
+            x = uint(w[j + 1])
+            lo += x
+            hi += uint(w[j])
+            if (lo & M) < x:
+                hi += 1
+            w[j] = hi & M
+            w[j + 1] = lo & M
+        # t1 = h + S1(e) + ch(e, f, g) + k[t] + w
         s1h = (((eh >> 14) | (el << 18)) ^ ((eh >> 18) | (el << 14)) ^ ((el >> 9) | (eh << 23))) & M
         s1l = (((el >> 14) | (eh << 18)) ^ ((el >> 18) | (eh << 14)) ^ ((eh >> 9) | (el << 23))) & M
         lo = hl + s1l
@@ -668,9 +671,9 @@ def sha512_compress(hw: ptr32, k: ptr32, block: ptr8):
         if (lo & M) < x:
             hi += 1
         lo &= M
-        x = uint(w[t + 1])
+        x = uint(w[j + 1])
         lo += x
-        hi += uint(w[t])
+        hi += uint(w[j])
         if (lo & M) < x:
             hi += 1
         t1l = lo & M
