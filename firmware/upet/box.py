@@ -8,10 +8,11 @@ the XSalsa20 keystream from byte 32 on; the tag is the Poly1305 tag of the
 ciphertext under the keystream's first 32 bytes.
 
 `Sealer` keeps one ephemeral key for many recipients: its public key is
-computed once, each further recipient costs one scalar multiplication. Both
-directions work in place on the caller's buffer, so a message costs no second
-copy of itself; `Sealer.seal_pieces` seals a message larger than the heap, a
-piece at a time. upet.crypto adds the forms that return new bytes.
+computed once, each further recipient costs one scalar multiplication. Sealing
+works in place on the caller's buffer, so a message costs no second copy of
+itself; `Sealer.seal_pieces` seals a message larger than the heap, a piece at a
+time. Opening in place (`seal_open_into`) is upet.seeds', as only a sum
+participant opens boxes; upet.crypto adds the forms that return new bytes.
 
 Kernels (`upet.kernels.load("box")`: upet/native/box.py, or the Python
 fallback): `salsa20_xor` XORs the keystream on a 128-byte state, the 16-word
@@ -167,7 +168,7 @@ def _beforenm(sk, pk):
     return hsalsa20(shared, bytes(16))
 
 
-def _box_into(buf, sk, pk, nonce, opening):
+def box_into(buf, sk, pk, nonce, opening):
     """secretbox_into on buf[32:] under crypto_box_beforenm(pk, sk)."""
     secretbox_into(memoryview(buf)[32:], nonce, _beforenm(sk, pk), opening)
 
@@ -202,7 +203,7 @@ class Sealer:
         if len(buf) < 48:
             raise ValueError("a sealed box is at least 48 bytes")
         pk = self._recipient(pk)
-        _box_into(buf, self._sk, pk, blake2b(self.public_key + pk, 24), False)
+        box_into(buf, self._sk, pk, blake2b(self.public_key + pk, 24), False)
         buf[0:32] = self.public_key
 
     def seal_pieces(self, pk, pieces):
@@ -223,14 +224,3 @@ class Sealer:
             short = n & 15
         return self.public_key + _poly_tag(st, otk)
 
-
-def seal_open_into(buf, pk, sk):
-    """crypto_box_seal_open in place: buf[48:] becomes the plaintext.
-
-    Raises ValueError, leaving the buffer unchanged, if the box is short or
-    does not open with the key pair (pk, sk).
-    """
-    if len(pk) != 32 or len(sk) != 32 or len(buf) < 48:
-        raise ValueError("keys are 32 bytes, a sealed box at least 48")
-    eph_pk = bytes(buf[0:32])
-    _box_into(buf, sk, eph_pk, blake2b(eph_pk + bytes(pk), 24), True)

@@ -9,7 +9,6 @@ on first use here.
 """
 
 from upet import box as _box
-from upet.box import seal_open_into  # noqa: F401
 
 SEALBYTES = 48  # ephemeral public key (32) + Poly1305 tag (16)
 
@@ -93,6 +92,13 @@ class Sealer(_box.Sealer):
 def seal(msg, pk, ephemeral_sk=None):
     """libsodium's crypto_box_seal of `msg` to `pk`; reproducible when the ephemeral key is given."""
     return Sealer(ephemeral_sk).seal(msg, pk)
+
+
+def seal_open_into(buf, pk, sk):
+    """crypto_box_seal_open in place: buf[48:] becomes the plaintext (upet.seeds', where a
+    sum participant opens its seeds); ValueError, leaving buf unchanged, when it does not open."""
+    from upet.seeds import seal_open_into as f
+    f(buf, pk, sk)
 
 
 def seal_open(box, pk, sk):

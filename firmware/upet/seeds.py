@@ -1,16 +1,29 @@
 """A sum participant's seed column (loaded through upet.transient while it arrives): each
 mask seed opened with the round's ephemeral key and its mask added to the global mask.
 
-MaskAggregator lives here, not in upet.mask, so that its code is in the heap only while
-a column is read; upet.mask_objects and the tests use it too.
+Opening a sealed box (seal_open_into) and MaskAggregator live here, not in upet.box and
+upet.mask, so that their code is in the heap only while a column is read; upet.crypto,
+upet.mask_objects and the tests use them too.
 """
 
 import struct
 import uctypes
 
-from upet import ed25519
-from upet.box import seal_open_into
+from upet.box import blake2b, box_into
 from upet.mask import chacha, context
+from upet.x25519 import x25519_base
+
+
+def seal_open_into(buf, pk, sk):
+    """crypto_box_seal_open in place: buf[48:] becomes the plaintext.
+
+    Raises ValueError, leaving the buffer unchanged, if the box is short or
+    does not open with the key pair (pk, sk).
+    """
+    if len(pk) != 32 or len(sk) != 32 or len(buf) < 48:
+        raise ValueError("keys are 32 bytes, a sealed box at least 48")
+    eph_pk = bytes(buf[0:32])
+    box_into(buf, sk, eph_pk, blake2b(eph_pk + bytes(pk), 24), True)
 
 
 class MaskAggregator:
@@ -61,7 +74,7 @@ def read(p, reader):
     if p._agg or reader.length != 8 + 128 * count:
         return
     sk = p.state["ephm_sk"]
-    pk = ed25519.x25519_base(sk)
+    pk = x25519_base(sk)  # through Ed25519's table, which the participant has
     agg = _aggregator(p, p.params)
     box = bytearray(128)
     try:

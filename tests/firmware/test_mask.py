@@ -387,8 +387,9 @@ def cpython_upet_mask(kernel) -> tuple[SimpleNamespace, SimpleNamespace, SimpleN
     the given kernel module; what seeds.py imports for opening seeds is not there."""
     shims = {"micropython": SimpleNamespace(const=lambda x: x), "array": SimpleNamespace(array=_Array),
              "upet": SimpleNamespace(kernels=SimpleNamespace(load=lambda name: kernel),
-                                     transient=lambda module, function, name: kernel, ed25519=None),
-             "uctypes": SimpleNamespace(), "upet.box": SimpleNamespace(seal_open_into=None)}
+                                     transient=lambda module, function, name: kernel),
+             "uctypes": SimpleNamespace(), "upet.box": SimpleNamespace(blake2b=None, box_into=None),
+             "upet.x25519": SimpleNamespace(x25519_base=None)}
     modules = []
     with mock.patch.dict(sys.modules, shims):
         for name in ("mask", "mask_objects", "seeds"):
