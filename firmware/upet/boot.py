@@ -22,8 +22,8 @@ def signing_key(store):
         return seed, pk
     if len(raw) != 64:
         raise ValueError("%s: expected 64 bytes (seed || public key), got %d" % (store.path(KEY), len(raw)))
-    seed, pk = raw[:32], raw[32:]
-    if ed25519.public_key(seed) != pk:
+    seed, pk = raw[:32], ed25519.public_key(raw[:32])  # the object upet.ed25519 keeps anyway
+    if pk != raw[32:]:
         raise ValueError("%s: the public key does not belong to the seed" % store.path(KEY))
     return seed, pk
 

@@ -69,8 +69,13 @@ def context(seed, config, unit_config):
     weights, after the scalar's mask (one element of the unit config) has been drawn."""
     if len(seed) != 32:
         raise ValueError("mask seed must be 32 bytes, got %d" % len(seed))
-    # the state as little-endian words (every board is little-endian); counter and stream id 0
-    ctx = array("I", b"expand 32-byte k" + seed + bytes(4 * (_CTX_WORDS - 12)))
+    # the state as little-endian words (every board is little-endian); counter and stream id 0.
+    # Made in place, as the context is the only piece of its size a heap in small pieces must find.
+    ctx = array("I", range(_CTX_WORDS))
+    ctx[0], ctx[1], ctx[2], ctx[3] = 0x61707865, 0x3320646E, 0x79622D32, 0x6B206574  # "expand 32-byte k"
+    ctx[4:12] = array("I", seed)
+    for i in range(12, _CTX_WORDS):
+        ctx[i] = 0
     ctx[_POS] = 16
     ctx[_F] = config.frac_bits
     ctx[_B] = config.bound_exp
