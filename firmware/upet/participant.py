@@ -295,6 +295,8 @@ class Participant:
             if multi:
                 f.write(struct.pack(">HHB3x", self.chunk, self.state["msg_id"], int(self._last)))
             self._take(size, f.write)
+        if self._last:  # all taken: the payload's Masker, Sealer and file go before signing
+            self._gen = self._piece = None
         with open(path, "r+b") as f:
             sig = ed25519.sign(self.seed, lambda: _windows(f, 64, length - 64))
             f.seek(0)
