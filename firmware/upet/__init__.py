@@ -22,6 +22,9 @@ def transient(name, function, *args):
     starting a round) leaves it again after the call, except its interned
     strings, which MicroPython never frees: about a third of its size. Objects
     the call returns must not be of classes defined there, as they would keep it.
+    Such a module loads mid-round into a heap in small pieces, and each of its
+    functions' code needs one piece: they are kept short (under about 200 bytes
+    of bytecode each).
     """
     import sys
     key = "upet." + name

@@ -22,34 +22,9 @@ def connect(client, timeout):
     client._timeout, client._refused = timeout, 0
     _, host, port, _, _, ssl_params, _, _ = client.settings
     try:
-        ai = socket.getaddrinfo(host, port)[0]
-        client.sock = client._raw = socket.socket(ai[0], socket.SOCK_STREAM)
-        client._raw.settimeout(timeout)
-        client._raw.connect(ai[-1])
-        try:  # IPPROTO_TCP, TCP_NODELAY: the pieces of a packet are not held back
-            client._raw.setsockopt(6, 1, 1)
-        except (OSError, ValueError, TypeError):
-            pass
-        if ssl_params is not None:
-            client.sock = _wrap_tls(client, ssl_params)
-        client._poller = select.poll()  # waits for the first byte of a packet
-        client._poller.register(client.sock, select.POLLIN)
-        buf = client._buf
+        _open(client, host, port, ssl_params, timeout)
         client._write(_connect_packet(client))
-        if not client._readinto(buf[:1], int(timeout * 1000)):
-            raise MQTTError("no CONNACK from the broker within %s s" % timeout)
-        if buf[0] != 0x20:
-            raise MQTTError("malformed packet: expected CONNACK (0x20), got 0x%02x" % buf[0])
-        n = client._read_length()
-        if n != 2:
-            raise MQTTError("malformed packet: CONNACK of length %d, not 2" % n)
-        client._readinto(buf[:2])
-        rc = buf[1]
-        if rc:
-            client._refused = rc
-            raise MQTTError("broker refused the connection: %s (%d)"
-                            % (_REFUSED[rc] if rc < len(_REFUSED) else "unknown reason", rc))
-        client.session_present = bool(buf[0] & 1)
+        client.session_present = _connack(client, timeout)
         client._ping_at = 0
         client.connects += 1
         if not client.session_present:  # the broker forgot our subscriptions
@@ -61,6 +36,42 @@ def connect(client, timeout):
         if isinstance(e, OSError) and not isinstance(e, MQTTError):
             raise MQTTError("cannot connect to %s:%s: %s" % (host, port, e))
         raise
+
+
+def _connack(client, timeout):
+    """Reads the CONNACK; returns its session-present flag, or raises MQTTError if it refuses."""
+    buf = client._buf
+    if not client._readinto(buf[:1], int(timeout * 1000)):
+        raise MQTTError("no CONNACK from the broker within %s s" % timeout)
+    if buf[0] != 0x20:
+        raise MQTTError("malformed packet: expected CONNACK (0x20), got 0x%02x" % buf[0])
+    n = client._read_length()
+    if n != 2:
+        raise MQTTError("malformed packet: CONNACK of length %d, not 2" % n)
+    client._readinto(buf[:2])
+    rc = buf[1]
+    if rc:
+        client._refused = rc
+        raise MQTTError("broker refused the connection: %s (%d)"
+                        % (_REFUSED[rc] if rc < len(_REFUSED) else "unknown reason", rc))
+    return bool(buf[0] & 1)
+
+
+def _open(client, host, port, ssl_params, timeout):
+    """The TCP connection (and TLS over it) with its poller. Apart from connect, as each
+    function's code is one piece of heap, which a heap in small pieces must find."""
+    ai = socket.getaddrinfo(host, port)[0]
+    client.sock = client._raw = socket.socket(ai[0], socket.SOCK_STREAM)
+    client._raw.settimeout(timeout)
+    client._raw.connect(ai[-1])
+    try:  # IPPROTO_TCP, TCP_NODELAY: the pieces of a packet are not held back
+        client._raw.setsockopt(6, 1, 1)
+    except (OSError, ValueError, TypeError):
+        pass
+    if ssl_params is not None:
+        client.sock = _wrap_tls(client, ssl_params)
+    client._poller = select.poll()  # waits for the first byte of a packet
+    client._poller.register(client.sock, select.POLLIN)
 
 
 def ensure_connected(client, timeout):

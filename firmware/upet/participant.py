@@ -53,15 +53,14 @@ _NEXT = {"sum": "sum2", "sum2": "awaiting", "update": "awaiting"}
 
 
 class RoundParams:
-    """RoundParameters (136 bytes of bincode); sum_prob and update_prob stay f64 LE bytes."""
+    """RoundParameters (136 bytes of bincode); sum_prob and update_prob (f64 LE bytes 40-56)
+    are read from raw where upet.sortition needs them."""
 
     def __init__(self, raw):
         if len(raw) != 136 or raw[0] != 32 or raw[56] != 32:
             raise ValueError("bad round parameters")
         self.raw = bytes(raw)
         self.pk = raw[8:40]
-        self.sum_prob = raw[40:48]
-        self.update_prob = raw[48:56]
         self.seed = raw[64:96]
         self.vect = MaskConfig(bytes(struct.unpack_from("<4I", raw, 96)))
         self.unit = MaskConfig(bytes(struct.unpack_from("<4I", raw, 112)))
@@ -97,7 +96,7 @@ class Participant:
         self._incoming = self.model_round = self._borrowed = self._ours = None
         self._piece = self._at = self._pos = self._last = self._count = self._sent = self._wait = None
         self._left = []
-        self._reset()
+        self._sums = self._agg = self._gen = self._sealed = self._pending = self._verdict = None
         global _RESERVE
         _RESERVE = None
         transient("boot", "start", self, config, store or Store(), client)
@@ -154,15 +153,12 @@ class Participant:
 
     # -- state ---------------------------------------------------------------------------------------
 
-    def _reset(self):
-        self._sums = self._agg = self._gen = self._sealed = self._pending = self._verdict = None
-
     def _enter(self, phase, sending=False):
         if self._borrowed and phase != "sum2":  # the retained global model comes again into the array
             self._borrowed = self.model_round = None
             self.client.subscribe(self.prefix + "model/global", 1)
         self.phase, self.sending, self.chunk = phase, sending, 0
-        self._reset()
+        self._sums = self._agg = self._gen = self._sealed = self._pending = self._verdict = None
         s = self.state
         if phase == "awaiting":
             for k in ("ephm_sk", "mask_seed", "seal_sk"):

@@ -38,16 +38,20 @@ def new_round(p, raw):
     if p.params is not None:
         p._left = p._left[-3:] + [p.params.seed]  # the seeds of the last 4 rounds left
     p.params = r
-    s = p.state = {"params": r.raw, "msg_id": struct.unpack("<H", os.urandom(2))[0]}
+    p.state = {"params": r.raw, "msg_id": struct.unpack("<H", os.urandom(2))[0]}
+    phase = _task(p, r, p.state)
+    p.log("round", r.seed[:4].hex(), "no task" if phase == "awaiting" else "task " + phase)
+    return phase
+
+
+def _task(p, r, s):
+    """The phase the signatures give, with the secrets of its role in s."""
     s["sum_sig"] = sig = ed25519.sign(p.seed, r.seed + b"sum")
-    if eligible(sig, r.sum_prob):
+    if eligible(sig, r.raw[40:48]):  # sum_prob
         s["ephm_sk"] = os.urandom(32)
-        p.log("round", r.seed[:4].hex(), "task sum")
         return "sum"
     sig = ed25519.sign(p.seed, r.seed + b"update")
-    if eligible(sig, r.update_prob):
+    if eligible(sig, r.raw[48:56]):  # update_prob
         s["update_sig"], s["mask_seed"], s["seal_sk"] = sig, os.urandom(32), os.urandom(32)
-        p.log("round", r.seed[:4].hex(), "task update")
         return "update"
-    p.log("round", r.seed[:4].hex(), "no task")
     return "awaiting"
