@@ -26,9 +26,12 @@ def transient(name, function, *args):
     functions' code needs one piece: they are kept short (under about 200 bytes
     of bytecode each).
     """
+    import gc
     import sys
     key = "upet." + name
     resident = key in sys.modules  # imported for good elsewhere: left as it is
+    if not resident:
+        gc.collect()
     try:
         return getattr(__import__(key, None, None, (function,)), function)(*args)
     finally:
