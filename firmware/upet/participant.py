@@ -171,7 +171,7 @@ class Participant:
         return True
 
     def _save(self):
-        s = {k: v.hex() if isinstance(v, bytes) else v for k, v in self.state.items()}
+        s = self.state
         s["phase"], s["sending"], s["chunk"] = self.phase, self.sending, self.chunk
         self.store.save_round(s)
 

@@ -21,6 +21,7 @@ round.json holds secrets: nothing here prints what it reads.
 
 import json
 import os
+from binascii import hexlify
 
 KEY = "key"
 CONFIG = "config.json"
@@ -77,5 +78,21 @@ class Store:
         return json.loads(raw)
 
     def save_round(self, state):
-        """The round's progress as a dict of str -> str/int (bytes as hex); upet.boot reads it back."""
-        self._replace(ROUND, lambda f: json.dump(state, f))  # streamed: no state-sized string in the heap
+        """The round's progress, a dict of str -> bytes, str or number, as JSON with the bytes
+        as hex strings (upet.boot reads it back). Written a piece at a time: no string the size
+        of the state, or of its largest value, is made."""
+        def fill(f):
+            f.write("{")
+            sep = ""
+            for k, v in state.items():
+                f.write('%s"%s": ' % (sep, k))
+                sep = ", "
+                if isinstance(v, bytes):
+                    f.write('"')
+                    for i in range(0, len(v), 32):
+                        f.write(hexlify(memoryview(v)[i:i + 32]))
+                    f.write('"')
+                else:
+                    json.dump(v, f)
+            f.write("}")
+        self._replace(ROUND, fill)
