@@ -8,12 +8,12 @@ keygen), so every round's seed, and each key's role in it, is known before
 the coordinator starts: the device keys are chosen to sum in one round and
 update in another.
 
-Heap: each device runs with a fixed -X heapsize (PET_TEST_HEAP overrides it).
-On the Unix port the participant's code (upet's bytecode and its MQTT client, about 42 KB
-of heap) sits in the heap beside the model, so
-the figures are far above a board's with upet frozen; the lowest heaps that
-passed are noted beside the constants. PET_TEST_MEM=1 makes a device log its live
-heap (after a collection) with every step, and the test print the log.
+Heap: each device runs with a fixed -X heapsize (PET_TEST_HEAP overrides it for the two
+round tests): the targets, 64k for 650 weights and 128k for 10,000. On the Unix port the
+participant's code (upet's bytecode and its MQTT client, about 40 KB of heap) sits in the
+heap beside the model, so the figures are far above a board's with upet frozen; the lowest
+heaps that passed are noted beside the constants. PET_TEST_MEM=1 makes a device log its
+live heap (after a collection) with every step, and the test print the log.
 """
 
 from __future__ import annotations
@@ -38,8 +38,11 @@ from tests.firmware.conftest import MICROPYTHON, firmware_path
 from tests.test_gateway import RunningGateway, broker_address, gateway_env, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
-HEAP_650 = "88k"  # 70k to 76k passed, 68k mostly not: above the 64k target (docs/performance.md)
-HEAP_10000 = "128k"  # the target; 108k to 116k passed, 106k did not
+HEAP_650 = "64k"  # the target; 62k fails at start-up (docs/performance.md)
+HEAP_10000 = "128k"  # the target; 104k passed, 102k did not
+# the other 650-weight flows: deep sleep and a restart before each round, a restored broker,
+# malformed messages; the deep-sleep one completes in 64k in about half the runs, in 66k in all
+HEAP_650_FLOWS = "68k"
 needs_mqtt = pytest.mark.skipif(not (ROOT / "firmware" / "upet" / "mqtt.py").exists(),
                                 reason="upet.mqtt is not in the firmware yet")
 
@@ -312,7 +315,7 @@ def test_device_deep_sleeps_between_rounds_and_wakes_for_the_next(site, tmp_path
     roles = fleet_roles(settings, seeds, 8)
     assert all(s >= 1 and u >= 2 for s, u in roles), roles
     c, gw = site(settings)
-    device = Device(tmp_path / "dev", keys, site.broker, "pet", n, HEAP_650, deep_sleep_s=1, awake_s=1).start()
+    device = Device(tmp_path / "dev", keys, site.broker, "pet", n, HEAP_650_FLOWS, deep_sleep_s=1, awake_s=1).start()
     fleet = Fleet(c.url, 8)
     runs = []
     try:
@@ -350,7 +353,7 @@ def test_device_ignores_the_parameters_of_a_round_it_has_left(mosquitto_factory,
     mcu = MaskConfig.mcu()
     rounds = [RoundParameters(bytes(32), 0.0, 0.0, bytes([r]) * 32, MaskConfigPair(mcu, mcu), 650).to_bytes()
               for r in (0xA1, 0xB2)]  # probabilities 0: no task, so the device only follows the rounds
-    device = Device(tmp_path / "dev", SigningKeyPair.generate(), address, "pet", 650, HEAP_650).start()
+    device = Device(tmp_path / "dev", SigningKeyPair.generate(), address, "pet", 650, HEAP_650_FLOWS).start()
     publisher = paho.Client(paho.CallbackAPIVersion.VERSION2)
     publisher.connect(*address)
     publisher.loop_start()
@@ -411,7 +414,7 @@ def test_device_survives_malformed_messages_on_every_topic(mosquitto_factory, tm
 
     keys = SigningKeyPair.generate()
     me = keys.public_key.hex()
-    device = Device(tmp_path / "dev", keys, address, "pet", 650, HEAP_650).start()
+    device = Device(tmp_path / "dev", keys, address, "pet", 650, HEAP_650_FLOWS).start()
     uplinks: list[bytes] = []
     client = paho.Client(paho.CallbackAPIVersion.VERSION2)
     client.on_message = lambda c, u, m: uplinks.append(m.payload)
