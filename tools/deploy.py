@@ -248,7 +248,7 @@ def _pet_check():
         store = Store()
         config = store.config()
         out['username'] = config.get('username')
-        if store.exists('key'):
+        if store.read('key') is not None:
             out['pk'] = upet.transient('boot', 'signing_key', store)[1].hex()
         native = [upet.kernels.load(n) for n in ('chacha', 'f25519')]
         out['native'] = [m.__name__[12:] for m in native if m.__name__.startswith('upet.native.')]
