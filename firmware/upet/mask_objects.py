@@ -13,8 +13,7 @@ from array import array
 
 from micropython import const
 
-from upet import kernels
-from upet.mask import MaskConfig, Masker, context
+from upet.mask import MaskConfig, Masker, chacha, context
 
 _CHUNK = const(64)  # weights per block
 _BUFFERS = (array, bytes, bytearray, memoryview)
@@ -45,7 +44,7 @@ def mask_to(masker, writer, weights, block=_CHUNK):
     done = 0
     if isinstance(weights, _BUFFERS):
         src, n, step = _weights(weights)
-        tmp = None if kernels.load("chacha").aligned(src) else bytearray(4 * block)
+        tmp = None if chacha.aligned(src) else bytearray(4 * block)
         while done < n:
             m = min(block, n - done)
             piece = src[done * step:(done + m) * step]
@@ -87,7 +86,7 @@ def mask_object(config, seed, scalar, weights, unit_config=None):
     """The MaskObject bytes of a masked model held in memory at once (small models, tests)."""
     m = Masker(_config(config), seed, scalar, _config(unit_config) if unit_config else None)
     src, n, _ = _weights(weights)
-    if not kernels.load("chacha").aligned(src):
+    if not chacha.aligned(src):
         weights = bytes(src)  # the copy starts on a heap block
     out = bytearray(8 + n * m.config.word_bytes)
     out[:8] = m.config.raw + struct.pack(">I", n)
@@ -99,11 +98,10 @@ def derive_mask_into(config, seed, out, length, unit_config=None):
     """Writes the mask of `length` weights into out (little-endian words); returns the scalar's mask."""
     config = _config(config)
     ctx, unit = context(seed, config, _config(unit_config) if unit_config else config)
-    k = kernels.load("chacha")
     size = length * config.word_bytes
-    if len(out) < size or not k.aligned(out):
+    if len(out) < size or not chacha.aligned(out):
         raise ValueError("derive_mask_into: out needs %d bytes, 4-byte aligned" % size)
-    k.words(ctx, out, size // 4)
+    chacha.words(ctx, out, size // 4)
     return unit
 
 
